@@ -1,0 +1,33 @@
+"""The ``vat`` command: one subcommand per DVC stage, plus helpers (profile, bench)."""
+
+from __future__ import annotations
+
+import typer
+
+import vat  # noqa: F401  (sets the offline environment before any third-party import)
+from stages import bench, degrade, prepare, profile
+
+app = typer.Typer(
+    name="vat",
+    help=(
+        "VaT: train a label-free translator between a frozen restorer and a frozen vision model.\n\n"
+        "Each stage command reads params.yaml (its own section plus `common`) and writes "
+        "data/<stage>/ and reports/<stage>/. `dvc repro` runs them in order; run one alone "
+        "to inspect it. Pipeline: prepare -> degrade."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("prepare")(prepare.command)
+app.command("degrade")(degrade.command)
+app.command("profile")(profile.command)
+app.add_typer(bench.app, name="bench")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from stages.cli import app
+
+runner = CliRunner()
+
+
+def test_top_level_help_lists_every_stage():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for name in ("prepare", "degrade", "profile", "bench"):
+        assert name in result.output
+
+
+@pytest.mark.parametrize(
+    "cmd, says",
+    [
+        ("prepare", ["data/prepare/manifest.parquet", "reports/prepare", "common, prepare"]),
+        ("degrade", ["data/prepare/manifest.parquet", "data/degrade", "common, degrade"]),
+    ],
+)
+def test_stage_help_says_what_it_reads_and_writes(cmd, says):
+    result = runner.invoke(app, [cmd, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    for s in says:
+        assert s in text
+
+
+def test_bad_params_give_one_line_error_not_a_traceback(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("common: {seed: 0, task: haze, profile: tiny, classes: [a], colour: red}\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "stages", "prepare", "--params", str(bad)],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert "common.colour: unknown key" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_missing_input_is_named(tmp_path):
+    from pathlib import Path
+
+    params = Path(__file__).resolve().parents[1] / "params.yaml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "stages", "degrade", "--params", str(params)],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert "data/prepare/manifest.parquet: manifest not found" in proc.stderr
+    assert not (tmp_path / "data" / "degrade").exists()

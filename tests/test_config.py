@@ -1,0 +1,99 @@
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages import degrade, prepare
+from stages import profile as profile_stage
+from vat.config import CommonParams, from_dict, load_section, merge, profile_params
+from vat.errors import ParamsError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Inner:
+    size: int
+    ratio: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Outer:
+    name: str
+    maybe: str | None
+    inner: Inner
+    tags: list[str]
+
+
+GOOD = {"name": "a", "maybe": None, "inner": {"size": 3, "ratio": [0.5, 1]}, "tags": ["x"]}
+
+
+def test_from_dict_builds_nested_typed_values():
+    o = from_dict(Outer, GOOD, "p")
+    assert o.inner.ratio == (0.5, 1.0) and isinstance(o.inner.ratio[1], float)
+    assert o.maybe is None and o.tags == ["x"]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"extra": 1}, "p.extra: unknown key"),
+        ({"inner": {"size": 3}}, "p.inner.ratio: missing key"),
+        ({"inner": {"size": "3", "ratio": [0, 1]}}, "p.inner.size: expected an integer"),
+        ({"inner": {"size": True, "ratio": [0, 1]}}, "p.inner.size: expected an integer"),
+        ({"inner": {"size": 3, "ratio": [0, 1, 2]}}, "p.inner.ratio: expected a list of 2 items"),
+        ({"tags": "x"}, "p.tags: expected a list"),
+    ],
+)
+def test_from_dict_names_the_bad_key(change, message):
+    with pytest.raises(ParamsError, match=message.replace(".", r"\.")):
+        from_dict(Outer, GOOD | change, "p")
+
+
+def test_missing_key_in_real_params_is_named(tmp_path):
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    del data["degrade"]["airlight"]
+    data["prepare"]["embeded"] = {}
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump(data))
+    with pytest.raises(ParamsError, match=r"degrade\.airlight: missing key"):
+        load_section(degrade.DegradeParams, "degrade", p)
+    with pytest.raises(ParamsError, match=r"prepare\.embeded: unknown key"):
+        load_section(prepare.PrepareParams, "prepare", p)
+
+
+def test_literal_and_post_init_checks():
+    with pytest.raises(ParamsError, match="'fog' is not one of"):
+        from_dict(CommonParams, {"seed": 0, "task": "fog", "profile": "tiny", "classes": ["a"]}, "common")
+    with pytest.raises(ParamsError, match="repeat"):
+        from_dict(CommonParams, {"seed": 0, "task": "haze", "profile": "tiny", "classes": ["a", "a"]}, "c")
+
+
+def test_every_profile_loads_into_every_stage(tmp_path):
+    for name in ("tiny", "default", "paper"):
+        out = tmp_path / f"{name}.yaml"
+        profile_stage.run(name, ROOT / "profiles", out)
+        common = load_section(CommonParams, "common", out)
+        assert common.profile == name
+        load_section(prepare.PrepareParams, "prepare", out)
+        load_section(degrade.DegradeParams, "degrade", out)
+        assert yaml.safe_load(out.read_text()) == profile_params(name, ROOT / "profiles")
+
+
+def test_committed_params_is_the_default_profile():
+    assert yaml.safe_load((ROOT / "params.yaml").read_text()) == profile_params("default", ROOT / "profiles")
+
+
+def test_profile_keeps_a_backup_of_edited_params(tmp_path):
+    out = tmp_path / "params.yaml"
+    out.write_text("mine: 1\n")
+    backup = profile_stage.run("tiny", ROOT / "profiles", out)
+    assert backup is not None and backup.read_text() == "mine: 1\n"
+    assert "# edit" not in out.read_text() and "profile: tiny" in out.read_text()
+    assert "# every random draw derives from it" in out.read_text()  # comments kept
+
+
+def test_overlay_cannot_invent_keys():
+    with pytest.raises(ParamsError, match="prepare.sourse"):
+        merge({"prepare": {"source": "embedded"}}, {"prepare": {"sourse": "voc"}})

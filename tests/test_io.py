@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from vat.errors import DataError
+from vat.io import atomic_dir, atomic_path, load_rgb, save_png
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_atomic_dir_swaps_only_on_success(tmp_path):
+    out = tmp_path / "stage"
+    out.mkdir()
+    (out / "keep.txt").write_text("v1")
+    with pytest.raises(ValueError):
+        with atomic_dir(out) as tmp:
+            (tmp / "keep.txt").write_text("v2-partial")
+            raise ValueError
+    assert (out / "keep.txt").read_text() == "v1"
+    with atomic_dir(out) as tmp:
+        (tmp / "new.txt").write_text("v2")
+    assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["stage"]
+
+
+def test_png_is_lossless_and_deterministic(tmp_path):
+    a = np.random.default_rng(0).integers(0, 256, (17, 23, 3), dtype=np.uint8)
+    save_png(a, tmp_path / "a.png")
+    save_png(a, tmp_path / "b.png")
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    assert np.array_equal(load_rgb(tmp_path / "a.png"), a)
+
+
+def test_load_rgb_converts_modes(tmp_path):
+    gray = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
+    Image.fromarray(gray, "L").save(tmp_path / "g.png")
+    out = load_rgb(tmp_path / "g.png")
+    assert out.shape == (3, 4, 3) and np.array_equal(out[..., 1], gray)
+
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[..., 3] = [[255, 0], [128, 255]]
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    out = load_rgb(tmp_path / "a.png")
+    assert out[0, 0, 0] == 200 and out[0, 1, 0] == 0 and out[1, 0, 0] == 100
+
+    deep = (np.arange(6, dtype=np.uint16).reshape(2, 3) * 13000).astype(np.uint16)
+    Image.fromarray(deep).save(tmp_path / "d.png")
+    out = load_rgb(tmp_path / "d.png")
+    assert out[0, 0, 0] == 0 and out[1, 2, 0] == round(65000 / 65535 * 255)
+
+
+def test_load_rgb_names_truncated_and_missing_files(tmp_path):
+    a = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(a).save(tmp_path / "x.jpg", quality=95)
+    data = (tmp_path / "x.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="cut.jpg: truncated or corrupt"):
+        load_rgb(tmp_path / "cut.jpg")
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    with pytest.raises(DataError, match="junk.png"):
+        load_rgb(tmp_path / "junk.png")
+    with pytest.raises(DataError, match="nope.png: image file not found"):
+        load_rgb(tmp_path / "nope.png")
+
+
+def test_load_rgb_applies_exif_rotation(tmp_path):
+    a = np.zeros((10, 20, 3), np.uint8)
+    a[0, 0] = 255  # top-left marker
+    im = Image.fromarray(a)
+    exif = im.getexif()
+    exif[0x0112] = 6  # rotate 90 CW to display
+    im.save(tmp_path / "r.jpg", exif=exif, quality=100)
+    out = load_rgb(tmp_path / "r.jpg")
+    assert out.shape == (20, 10, 3)
+    assert out[0, -1].mean() > 128  # marker moved to the top-right
+    assert load_rgb(tmp_path / "r.jpg", exif=False).shape == (10, 20, 3)

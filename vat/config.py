@@ -1,0 +1,175 @@
+"""Typed parameters: ``params.yaml`` sections loaded into frozen dataclasses.
+
+Each stage declares a frozen ``<Stage>Params`` dataclass (in ``stages/<stage>.py``) and
+loads its section with :func:`load_section`. Loading is strict: an unknown key, a missing
+key or a value of the wrong type stops with a :class:`~vat.errors.ParamsError` naming the
+key, e.g. ``params.yaml: degrade.gamma_range: expected a list of 2 numbers, got 'x'``.
+
+Profiles: ``profiles/default.yaml`` is a complete params file; ``profiles/tiny.yaml`` and
+``profiles/paper.yaml`` hold only what differs from it. :func:`profile_params` merges
+them, and ``vat profile NAME`` writes the result to ``params.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from vat.errors import ParamsError
+
+TASKS = ("haze", "dark", "classify")
+PROFILES = ("tiny", "default", "paper")
+
+
+@dataclass(frozen=True)
+class CommonParams:
+    """``common``: shared by every stage."""
+
+    seed: int  # global seed; every random draw derives from it
+    task: Literal["haze", "dark", "classify"]  # haze / low-light detection, or classification
+    profile: Literal["tiny", "default", "paper"]  # which profile these params came from
+    classes: list[str] = field(default_factory=list)  # class names, index = class id
+
+    def __post_init__(self) -> None:
+        if not self.classes:
+            raise ParamsError("common.classes: must list at least one class")
+        if len(set(self.classes)) != len(self.classes):
+            raise ParamsError(f"common.classes: names repeat in {self.classes}")
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ParamsError(f"{path}: not valid YAML ({e})") from e
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: expected a mapping of sections at the top level")
+    return data
+
+
+T = typing.TypeVar("T")
+
+
+def from_dict(cls: type[T], data: Any, where: str) -> T:
+    """Build dataclass ``cls`` from ``data``, rejecting unknown and missing keys."""
+    if not isinstance(data, dict):
+        raise ParamsError(f"{where}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ParamsError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(sorted(fields))})")
+    kwargs = {}
+    for name, f in fields.items():
+        if name not in data:
+            raise ParamsError(f"{where}.{name}: missing key")
+        kwargs[name] = _convert(hints[name], data[name], f"{where}.{name}")
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as e:  # a dataclass's own __post_init__ check
+        raise ParamsError(f"{where}: {e}") from e
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _convert(a, value, where)
+            except ParamsError as e:
+                errors.append(str(e))
+        raise ParamsError(errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {tp}")
+    if origin is Literal:
+        if value not in args:
+            raise ParamsError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ParamsError(f"{where}: expected a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ParamsError(f"{where}: expected a list of {len(args)} items, got {value!r}")
+            return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        item = args[0] if args else Any
+        out = [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ParamsError(f"{where}: expected a mapping, got {value!r}")
+        kt, vt = args or (Any, Any)
+        return {_convert(kt, k, where): _convert(vt, v, f"{where}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ParamsError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamsError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParamsError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ParamsError(f"{where}: expected a string, got {value!r}")
+        return value
+    if tp is Path:
+        if not isinstance(value, str):
+            raise ParamsError(f"{where}: expected a path string, got {value!r}")
+        return Path(value)
+    raise TypeError(f"{where}: unsupported params type {tp}")
+
+
+def load_section(cls: type[T], section: str, path: str | Path = "params.yaml") -> T:
+    data = read_yaml(path)
+    if section not in data:
+        raise ParamsError(f"{path}: missing section {section!r}")
+    return from_dict(cls, data[section], f"{path}: {section}")
+
+
+def load_common(path: str | Path = "params.yaml") -> CommonParams:
+    return load_section(CommonParams, "common", path)
+
+
+def merge(base: dict, overlay: dict, where: str = "") -> dict:
+    """Deep-merge ``overlay`` onto ``base``; overlay keys must exist in base."""
+    out = dict(base)
+    for k, v in overlay.items():
+        if k not in base:
+            raise ParamsError(f"{where}{k}: profile sets a key the default profile does not have")
+        if isinstance(v, dict) and isinstance(base[k], dict):
+            out[k] = merge(base[k], v, f"{where}{k}.")
+        else:
+            out[k] = v
+    return out
+
+
+def profile_params(name: str, profiles_dir: str | Path = "profiles") -> dict:
+    """The complete params mapping of profile ``name``."""
+    if name not in PROFILES:
+        raise ParamsError(f"unknown profile {name!r} (known: {', '.join(PROFILES)})")
+    profiles_dir = Path(profiles_dir)
+    base = read_yaml(profiles_dir / "default.yaml")
+    if name == "default":
+        return base
+    return merge(base, read_yaml(profiles_dir / f"{name}.yaml"), f"{profiles_dir / name}.yaml: ")

@@ -1,0 +1,175 @@
+"""File I/O with two guarantees: writes are atomic, and images come back as plain RGB.
+
+Atomic: every writer goes through :func:`atomic_path`, which writes a temporary file in
+the destination folder and renames it into place only when the write succeeded, so a
+killed stage never leaves a half-written file under a final name.
+
+Images: :func:`load_rgb` returns ``uint8`` ``(H, W, 3)`` whatever the file holds
+(grayscale, palette, RGBA, 16-bit, CMYK), applies EXIF orientation unless told not to,
+and turns a truncated or corrupt file into a :class:`~vat.errors.DataError` naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from vat.errors import DataError
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json(obj: object, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_text(text: str, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def save_npy(array: np.ndarray, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+
+
+def load_npy(path: str | Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError as e:
+        raise DataError(f"{path}: file not found") from e
+    except (ValueError, OSError, EOFError) as e:
+        raise DataError(f"{path}: not a readable .npy array ({e})") from e
+
+
+def save_png(image: np.ndarray, path: str | Path) -> None:
+    """Write ``uint8`` ``(H, W, 3)`` or ``(H, W)`` losslessly; same array, same bytes."""
+    if image.dtype != np.uint8:
+        raise TypeError(f"save_png expects uint8, got {image.dtype}")
+    with atomic_path(path) as tmp:
+        # No metadata and a fixed compression level keep the bytes a function of the pixels.
+        Image.fromarray(image).save(tmp, format="PNG", compress_level=6)
+
+
+def image_size(path: str | Path, exif: bool = True) -> tuple[int, int]:
+    """(width, height) as :func:`load_rgb` would return it, reading only the header."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if exif and _exif_swaps_axes(im):
+                w, h = h, w
+            return w, h
+    except FileNotFoundError as e:
+        raise DataError(f"{path}: image file not found") from e
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataError(f"{path}: not a readable image ({e})") from e
+
+
+def _exif_swaps_axes(im: Image.Image) -> bool:
+    try:
+        orientation = im.getexif().get(0x0112, 1)
+    except Exception:  # a broken EXIF block must not hide a good image
+        return False
+    return orientation in (5, 6, 7, 8)
+
+
+def exif_orientation(path: str | Path) -> int:
+    """EXIF orientation tag (1 = upright) or 1 when absent."""
+    try:
+        with Image.open(path) as im:
+            return int(im.getexif().get(0x0112, 1))
+    except Exception:
+        return 1
+
+
+def load_rgb(path: str | Path, exif: bool = True) -> np.ndarray:
+    """Decode an image file fully into ``uint8`` ``(H, W, 3)`` RGB."""
+    try:
+        with Image.open(path) as im:
+            im.load()  # decode now so a truncated file fails here, naming the path
+            if exif:
+                im = ImageOps.exif_transpose(im)
+            return _to_rgb8(im)
+    except FileNotFoundError as e:
+        raise DataError(f"{path}: image file not found") from e
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: truncated or corrupt image ({e})") from e
+
+
+def _to_rgb8(im: Image.Image) -> np.ndarray:
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(im).astype(np.float64)
+        # 16-bit and 32-bit grayscale: scale by the type's range, not the image's, so
+        # brightness is kept (a dark 16-bit image stays dark).
+        top = 65535.0 if mode.startswith("I;16") or a.max() > 255 else 255.0
+        if mode == "F":
+            top = 1.0 if a.max() <= 1.0 else a.max()
+        a = np.clip(np.round(a / top * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(a[:, :, None], 3, axis=2)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
+        # Composite on black: drop alpha without inventing a background colour.
+        im = im.convert("RGBA")
+        a = np.asarray(im).astype(np.float32)
+        rgb = a[:, :, :3] * (a[:, :, 3:4] / 255.0)
+        return np.round(rgb).astype(np.uint8)
+    if mode != "RGB":
+        im = im.convert("RGB")
+    return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
+
+
+def to_float(image: np.ndarray) -> np.ndarray:
+    """``uint8`` (H, W, 3) -> float32 in [0, 1]."""
+    return image.astype(np.float32) / 255.0
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """float in [0, 1] -> ``uint8`` with rounding (clipped)."""
+    return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+
+
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a fresh temporary folder beside ``path``; swap it into place on success.
+
+    A stage that fails or is killed leaves ``path`` as it was (the temporary folder is
+    removed on failure, or left as ``.name.tmp-*`` after a kill, never under the final name).
+    """
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = path.parent / f".{path.name}.old-{os.getpid()}"
+    if path.exists():
+        os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
