@@ -28,8 +28,14 @@ def machine() -> dict:
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu_count": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor(),
-            "python": platform.python_version(), "torch": torch.__version__, "gpu": gpu}
+    return {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gpu": gpu,
+    }
 
 
 def _rate(fn, n: int) -> float:
@@ -59,8 +65,15 @@ def run_degrade(size: int = 512, n: int = 20, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     image = rng.random((size, size, 3), dtype=np.float32)
     depth = rng.uniform(1, 200, (size, size)).astype(np.float32)
-    base = {"method": None, "beta": None, "airlight": 0.5, "gamma": None, "corruption": None,
-            "severity": None, "seed": 0}
+    base = {
+        "method": None,
+        "beta": None,
+        "airlight": 0.5,
+        "gamma": None,
+        "corruption": None,
+        "severity": None,
+        "seed": 0,
+    }
     cases = {
         "haze": base | {"method": "haze", "beta": 0.1},
         "haze_depth": base | {"method": "haze_depth", "beta": 0.05},
@@ -70,13 +83,15 @@ def run_degrade(size: int = 512, n: int = 20, seed: int = 0) -> dict:
     for name, p in cases.items():
         result["images_per_s"][name] = round(_rate(lambda p=p: apply(image, p, depth=depth), n), 2)
     result["images_per_s"]["imagecorruptions/fog"] = round(
-        _rate(lambda: corrupt(image, "imagecorruptions/fog", 3, 0), max(2, n // 5)), 2)
+        _rate(lambda: corrupt(image, "imagecorruptions/fog", 3, 0), max(2, n // 5)), 2
+    )
     # End to end as the stage does it: decode PNG, degrade, encode PNG.
     with tempfile.TemporaryDirectory() as d:
         src, dst = Path(d) / "in.png", Path(d) / "out.png"
         save_png(to_uint8(image), src)
         result["images_per_s"]["haze_png_roundtrip"] = round(
-            _rate(lambda: save_png(to_uint8(apply(to_float(load_rgb(src)), cases["haze"])), dst), n), 2)
+            _rate(lambda: save_png(to_uint8(apply(to_float(load_rgb(src)), cases["haze"])), dst), n), 2
+        )
     # The per-pixel loop at the same size, once (it is slow), in the same run.
     t0 = time.perf_counter()
     ref = haze_loop_iayolo(image, 0.1)
@@ -100,5 +115,7 @@ def degrade_command(
     write_json(result, out)
     for k, v in result["images_per_s"].items():
         console.print(f"{k:28s} {v:10.2f} img/s")
-    console.print(f"IA-YOLO per-pixel loop       {result['iayolo_loop_images_per_s']:10.4f} img/s "
-                  f"(ours is {result['speedup_vs_iayolo_loop']}x faster) -> {out}")
+    console.print(
+        f"IA-YOLO per-pixel loop       {result['iayolo_loop_images_per_s']:10.4f} img/s "
+        f"(ours is {result['speedup_vs_iayolo_loop']}x faster) -> {out}"
+    )

@@ -54,9 +54,13 @@ def config(params: DegradeParams):
 
     try:
         return DegradeConfig(
-            method=params.method, betas=params.betas, depth_betas=params.depth_betas,
-            airlight=params.airlight, gamma_range=params.gamma_range,
-            corruptions=params.corruptions, severities=params.severities,
+            method=params.method,
+            betas=params.betas,
+            depth_betas=params.depth_betas,
+            airlight=params.airlight,
+            gamma_range=params.gamma_range,
+            corruptions=params.corruptions,
+            severities=params.severities,
         )
     except ValueError as e:
         from vat.errors import ParamsError
@@ -64,8 +68,14 @@ def config(params: DegradeParams):
         raise ParamsError(f"degrade: {e}") from e
 
 
-def run(common: CommonParams, params: DegradeParams, manifest_path: Path = IN, out: Path = OUT,
-        reports: Path = REPORTS, track: Track = no_track) -> dict:
+def run(
+    common: CommonParams,
+    params: DegradeParams,
+    manifest_path: Path = IN,
+    out: Path = OUT,
+    reports: Path = REPORTS,
+    track: Track = no_track,
+) -> dict:
     from vat.degradations import apply, draw_params
 
     cfg = config(params)
@@ -125,7 +135,7 @@ def _samples(clean, degraded, path: Path, n: int = 6) -> None:
     from vat.viz import grid
 
     tiles = []
-    for c, d in list(zip(clean, degraded))[:n]:
+    for c, d in list(zip(clean, degraded, strict=True))[:n]:
         tiles += [load_rgb(c.path), load_rgb(d.path)]
     if tiles:
         save_png(grid(tiles, ncols=min(4, len(tiles))), path)

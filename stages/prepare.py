@@ -76,8 +76,13 @@ class PrepareParams:
             raise ValueError("prepare.split_ratios must be three non-negative numbers summing to 1")
 
 
-def run(common: CommonParams, params: PrepareParams, out: Path = OUT, reports: Path = REPORTS,
-        track: Track = no_track) -> dict:
+def run(
+    common: CommonParams,
+    params: PrepareParams,
+    out: Path = OUT,
+    reports: Path = REPORTS,
+    track: Track = no_track,
+) -> dict:
     """Build the manifest under ``out`` (swapped in atomically) and return the metrics."""
     with atomic_dir(out) as tmp:
         if params.source == "embedded":
@@ -106,8 +111,19 @@ def _embedded(common: CommonParams, p: EmbeddedParams, out: Path, tmp: Path, tra
     records: list[Record] = []
     for split in SPLITS:
         if common.task == "classify":
-            records += _embedded_crops(common.seed, spec, p.crop_size, split, counts[split], remap,
-                                       out, tmp, track, render_scene, crop_objects)
+            records += _embedded_crops(
+                common.seed,
+                spec,
+                p.crop_size,
+                split,
+                counts[split],
+                remap,
+                out,
+                tmp,
+                track,
+                render_scene,
+                crop_objects,
+            )
             continue
         for i in track(range(counts[split]), f"prepare {split}", counts[split]):
             image_id = f"{split}_{i:05d}"
@@ -115,11 +131,18 @@ def _embedded(common: CommonParams, p: EmbeddedParams, out: Path, tmp: Path, tra
             save_png(scene.image, tmp / "images" / f"{image_id}.png")
             save_npy(scene.depth.astype(np.float16), tmp / "depth" / f"{image_id}.npy")
             boxes = [Box(int(remap[b.cls]), b.x1, b.y1, b.x2, b.y2, b.difficult) for b in scene.boxes]
-            records.append(Record(
-                image_id=image_id, path=str(out / "images" / f"{image_id}.png"),
-                width=p.width, height=p.height, split=split, source="embedded",
-                depth_path=str(out / "depth" / f"{image_id}.npy"), boxes=boxes,
-            ))
+            records.append(
+                Record(
+                    image_id=image_id,
+                    path=str(out / "images" / f"{image_id}.png"),
+                    width=p.width,
+                    height=p.height,
+                    split=split,
+                    source="embedded",
+                    depth_path=str(out / "depth" / f"{image_id}.npy"),
+                    boxes=boxes,
+                )
+            )
     return Manifest(records, list(common.classes)), {"source": "embedded"}
 
 
@@ -135,10 +158,17 @@ def _embedded_crops(seed, spec, size, split, n, remap, out, tmp, track, render_s
                 break
             image_id = f"{split}_{scene_i:05d}_{j}"
             save_png(crop, tmp / "images" / f"{image_id}.png")
-            records.append(Record(
-                image_id=image_id, path=str(out / "images" / f"{image_id}.png"), width=size,
-                height=size, split=split, source="embedded", label=int(remap[cls]),
-            ))
+            records.append(
+                Record(
+                    image_id=image_id,
+                    path=str(out / "images" / f"{image_id}.png"),
+                    width=size,
+                    height=size,
+                    split=split,
+                    source="embedded",
+                    label=int(remap[cls]),
+                )
+            )
             next(progress, None)
         scene_i += 1
         if scene_i > 100 * n + 100:
@@ -150,16 +180,23 @@ def _external(common: CommonParams, params: PrepareParams, out: Path, tmp: Path)
     from vat.readers import read_dataset
 
     manifest, report = read_dataset(
-        params.source, params.root, list(common.classes), seed=common.seed,
-        convert_dir=tmp / "images", split_ratios=params.split_ratios, on_error=params.on_error,
-        keep_empty=params.keep_empty, aliases=params.aliases, annotations=params.annotations,
+        params.source,
+        params.root,
+        list(common.classes),
+        seed=common.seed,
+        convert_dir=tmp / "images",
+        split_ratios=params.split_ratios,
+        on_error=params.on_error,
+        keep_empty=params.keep_empty,
+        aliases=params.aliases,
+        annotations=params.annotations,
         task_kind="classify" if common.task == "classify" else "detect",
     )
     # Converted copies were written under the temporary folder; point at their final place.
     tmp_prefix, final_prefix = str(tmp / "images"), str(out / "images")
     for r in manifest.records:
         if r.path.startswith(tmp_prefix):
-            r.path = final_prefix + r.path[len(tmp_prefix):]
+            r.path = final_prefix + r.path[len(tmp_prefix) :]
     return manifest, {"source": params.source, "read": report.to_dict()}
 
 
@@ -217,4 +254,6 @@ def command(
     if read.get("unknown_classes"):
         console.print(f"[yellow]unknown class names (not used):[/yellow] {read['unknown_classes']}")
     if read.get("n_skipped"):
-        console.print(f"[yellow]skipped {read['n_skipped']} bad items[/yellow] (see {REPORTS / 'metrics.json'})")
+        console.print(
+            f"[yellow]skipped {read['n_skipped']} bad items[/yellow] (see {REPORTS / 'metrics.json'})"
+        )

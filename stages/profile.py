@@ -64,7 +64,7 @@ def command(
     name: str = typer.Argument(..., help=f"one of: {', '.join(PROFILES)}"),
     out: Path = typer.Option(Path("params.yaml"), "--out", help="params file to write"),
 ) -> None:
-    """Write params.yaml from profiles/<name>: tiny (tests, minutes), default (embedded demo), paper (VOC/RTTS/ExDark, GPU).
+    """Write params.yaml from a profile: tiny (tests), default (embedded demo), paper (VOC, GPU).
 
     Reads profiles/default.yaml and profiles/<name>.yaml. Writes params.yaml; a
     different existing params.yaml is kept as params.yaml.bak.

@@ -36,7 +36,9 @@ def test_bad_params_give_one_line_error_not_a_traceback(tmp_path):
     bad.write_text("common: {seed: 0, task: haze, profile: tiny, classes: [a], colour: red}\n")
     proc = subprocess.run(
         [sys.executable, "-m", "stages", "prepare", "--params", str(bad)],
-        capture_output=True, text=True, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert proc.returncode == 2
     assert "common.colour: unknown key" in proc.stderr
@@ -49,7 +51,9 @@ def test_missing_input_is_named(tmp_path):
     params = Path(__file__).resolve().parents[1] / "params.yaml"
     proc = subprocess.run(
         [sys.executable, "-m", "stages", "degrade", "--params", str(params)],
-        capture_output=True, text=True, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert proc.returncode == 2
     assert "data/prepare/manifest.parquet: manifest not found" in proc.stderr

@@ -69,7 +69,7 @@ def from_dict(cls: type[T], data: Any, where: str) -> T:
     if unknown:
         raise ParamsError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(sorted(fields))})")
     kwargs = {}
-    for name, f in fields.items():
+    for name in fields:
         if name not in data:
             raise ParamsError(f"{where}.{name}: missing key")
         kwargs[name] = _convert(hints[name], data[name], f"{where}.{name}")
@@ -108,7 +108,9 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
                 raise ParamsError(f"{where}: expected a list of {len(args)} items, got {value!r}")
-            return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+            return tuple(
+                _convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True))
+            )
         item = args[0] if args else Any
         out = [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(out) if origin is tuple else out

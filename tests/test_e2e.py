@@ -1,0 +1,77 @@
+"""One end-to-end `dvc repro` on the tiny profile, in a temporary copy of the repository."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vat.manifest import read_manifest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.e2e
+
+
+def _sh(cmd, cwd, env):
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, shell=True)
+    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A copy of the tracked and untracked (not ignored) files, run on the tiny profile."""
+    dst = tmp_path_factory.mktemp("repo")
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for f in files:
+        if (ROOT / f).is_file() and not f.startswith(("data/", "reports/")):
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, dst / f)
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    _sh("git init -q && git add -A && git -c user.name=t -c user.email=t@t commit -qm init", dst, env)
+    _sh("vat profile tiny", dst, env)
+    out = _sh("dvc repro", dst, env)
+    return dst, env, out
+
+
+def test_dag_is_prepare_then_degrade(repo):
+    dst, env, _ = repo
+    dag = _sh("dvc dag --dot", dst, env)
+    assert '"prepare" -> "degrade";' in dag
+
+
+def test_outputs_are_consistent(repo):
+    dst, _, _ = repo
+    clean = read_manifest(dst / "data/prepare/manifest.parquet")
+    low = read_manifest(dst / "data/degrade/manifest.parquet")
+    assert len(clean.records) == 24 + 8 + 8
+    assert [r.image_id for r in low.records] == [r.image_id for r in clean.records]
+    assert [r.boxes for r in low.records] == [r.boxes for r in clean.records]
+    assert sum(len(r.boxes) for r in clean.records) > 0
+    for r in low.records:
+        assert (dst / r.path).is_file() and r.path.startswith(f"data/degrade/images/{r.split}/")
+    metrics = json.loads((dst / "reports/degrade/metrics.json").read_text())
+    assert metrics["images"] == 40 and 0.05 <= metrics["beta_min"] <= metrics["beta_max"] <= 0.14
+    assert (dst / "reports/prepare/samples.png").stat().st_size > 1000
+    # haze brightens dark pixels towards the airlight: degraded differs from clean
+    from vat.io import load_rgb
+
+    a, b = load_rgb(dst / clean.records[0].path), load_rgb(dst / low.records[0].path)
+    assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).mean() > 5
+
+
+def test_second_repro_runs_nothing(repo):
+    dst, env, _ = repo
+    out = _sh("dvc repro", dst, env)
+    assert "Running stage" not in out
+    assert "up to date" in _sh("dvc status", dst, env)
