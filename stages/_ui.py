@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from vat.errors import VatError
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # one summary line per stage, unwrapped
 T = TypeVar("T")
 
 # A stage's run() takes `track`; the CLI passes rich_track, tests and library callers the identity.

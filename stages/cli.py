@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 import vat  # noqa: F401  (sets the offline environment before any third-party import)
-from stages import bench, degrade, prepare, profile
+from stages import bench, degrade, evaluate, prepare, profile, restore, train_detector, train_restorer
 
 app = typer.Typer(
     name="vat",
@@ -21,6 +21,10 @@ app = typer.Typer(
 )
 app.command("prepare")(prepare.command)
 app.command("degrade")(degrade.command)
+app.command("train_restorer")(train_restorer.command)
+app.command("restore")(restore.command)
+app.command("train_detector")(train_detector.command)
+app.command("evaluate")(evaluate.command)
 app.command("profile")(profile.command)
 app.add_typer(bench.app, name="bench")
 

@@ -28,6 +28,7 @@ from vat.config import CommonParams, load_common, load_section
 from vat.errors import DataError
 from vat.io import atomic_dir, atomic_path, load_npy, load_rgb, save_png, to_float, to_uint8, write_json
 from vat.manifest import Manifest, read_manifest, write_manifest
+from vat.metrics import psnr
 from vat.seeding import item_rng
 
 IN = Path("data/prepare/manifest.parquet")
@@ -99,7 +100,7 @@ def run(
             save_png(low, tmp / rel)
             degraded.append(replace(r, path=str(out / rel)))
             rows.append({"image_id": r.image_id, "split": r.split, "path": str(out / rel)} | p)
-            psnrs.append(_psnr(image, low))
+            psnrs.append(psnr(image, low, data_range=255))
         write_manifest(Manifest(degraded, clean.classes), tmp / "manifest.parquet")
         with atomic_path(tmp / "params.parquet") as t:
             pq.write_table(pa.Table.from_pylist(rows), t)
@@ -108,11 +109,6 @@ def run(
     write_json(metrics, reports / "metrics.json")
     _samples(records, degraded, reports / "samples.png")
     return metrics
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 def _metrics(params: DegradeParams, rows: list[dict], psnrs: list[float]) -> dict:

@@ -12,7 +12,16 @@ runner = CliRunner()
 def test_top_level_help_lists_every_stage():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for name in ("prepare", "degrade", "profile", "bench"):
+    for name in (
+        "prepare",
+        "degrade",
+        "train_restorer",
+        "restore",
+        "train_detector",
+        "evaluate",
+        "profile",
+        "bench",
+    ):
         assert name in result.output
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages import degrade, prepare
+from stages import degrade, evaluate, prepare, restore, train_detector, train_restorer
 from stages import profile as profile_stage
 from vat.config import CommonParams, from_dict, load_section, merge, profile_params
 from vat.errors import ParamsError
@@ -24,6 +24,21 @@ class Outer:
     maybe: str | None
     inner: Inner
     tags: list[str]
+
+
+STAGE_PARAMS = [
+    (prepare.PrepareParams, "prepare"),
+    (degrade.DegradeParams, "degrade"),
+    (train_restorer.TrainRestorerParams, "train_restorer"),
+    (restore.RestoreParams, "restore"),
+    (train_detector.TrainDetectorParams, "train_detector"),
+    (evaluate.EvaluateParams, "evaluate"),
+]
+
+
+def test_every_params_section_belongs_to_a_stage():
+    sections = set(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    assert sections == {"common"} | {s for _, s in STAGE_PARAMS}
 
 
 GOOD = {"name": "a", "maybe": None, "inner": {"size": 3, "ratio": [0.5, 1]}, "tags": ["x"]}
@@ -76,8 +91,8 @@ def test_every_profile_loads_into_every_stage(tmp_path):
         profile_stage.run(name, ROOT / "profiles", out)
         common = load_section(CommonParams, "common", out)
         assert common.profile == name
-        load_section(prepare.PrepareParams, "prepare", out)
-        load_section(degrade.DegradeParams, "degrade", out)
+        for cls, section in STAGE_PARAMS:
+            load_section(cls, section, out)
         assert yaml.safe_load(out.read_text()) == profile_params(name, ROOT / "profiles")
 
 

@@ -44,10 +44,19 @@ def repo(tmp_path_factory):
     return dst, env, out
 
 
-def test_dag_is_prepare_then_degrade(repo):
+def test_dag_has_every_stage_in_order(repo):
     dst, env, _ = repo
     dag = _sh("dvc dag --dot", dst, env)
-    assert '"prepare" -> "degrade";' in dag
+    for edge in [
+        ("prepare", "degrade"),
+        ("degrade", "train_restorer"),
+        ("train_restorer", "restore"),
+        ("degrade", "restore"),
+        ("prepare", "train_detector"),
+        ("restore", "evaluate"),
+        ("train_detector", "evaluate"),
+    ]:
+        assert f'"{edge[0]}" -> "{edge[1]}";' in dag
 
 
 def test_outputs_are_consistent(repo):
@@ -68,6 +77,21 @@ def test_outputs_are_consistent(repo):
 
     a, b = load_rgb(dst / clean.records[0].path), load_rgb(dst / low.records[0].path)
     assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).mean() > 5
+
+
+def test_models_and_evaluation_are_written(repo):
+    dst, _, _ = repo
+    restored = read_manifest(dst / "data/restore/manifest.parquet")
+    assert len(restored.records) == 40 and all((dst / r.path).is_file() for r in restored.records)
+    assert (dst / "data/train_detector/detector.pt").stat().st_size > 100_000
+    spec = json.loads((dst / "data/train_restorer/restorer.json").read_text())
+    assert spec["arch"] == "aodnet" and (dst / spec["weights"]).is_file()
+    tr = json.loads((dst / "reports/train_restorer/metrics.json").read_text())
+    assert tr["trained"] and len(tr["history"]) == 1 and tr["images"] == 8
+    ev = json.loads((dst / "reports/evaluate/metrics.json").read_text())
+    assert ev["images"] == 8 and len(ev["methods"]) == 3
+    assert all(0 <= m["map50"] <= 1 for m in ev["methods"].values())
+    assert "| Vanilla D(I_LQ) |" in (dst / "reports/evaluate/table.md").read_text()
 
 
 def test_second_repro_runs_nothing(repo):

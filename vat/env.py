@@ -23,6 +23,7 @@ def setup() -> None:
     cache = cache_dir()
     defaults = {
         "YOLO_OFFLINE": "1",  # ultralytics: never download weights, fonts or datasets
+        "YOLO_AUTOINSTALL": "false",  # ... nor pip-install packages at run time
         "YOLO_CONFIG_DIR": str(cache / "ultralytics"),
         "YOLO_VERBOSE": "False",
         "FIFTYONE_DO_NOT_TRACK": "true",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,10 +75,17 @@ def save_png(image: np.ndarray, path: str | Path) -> None:
         Image.fromarray(image).save(tmp, format="PNG", compress_level=6)
 
 
+def open_image(path: str | Path) -> Image.Image:
+    """PIL's own Image.open: ultralytics replaces it with one that tries to pip-install a
+    HEIF plugin whenever a file is not an image, which hides the real error offline."""
+    patches = sys.modules.get("ultralytics.utils.patches")
+    return getattr(patches, "_image_open", Image.open)(path)
+
+
 def image_size(path: str | Path, exif: bool = True) -> tuple[int, int]:
     """(width, height) as :func:`load_rgb` would return it, reading only the header."""
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             w, h = im.size
             if exif and _exif_swaps_axes(im):
                 w, h = h, w
@@ -99,7 +107,7 @@ def _exif_swaps_axes(im: Image.Image) -> bool:
 def exif_orientation(path: str | Path) -> int:
     """EXIF orientation tag (1 = upright) or 1 when absent."""
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             return int(im.getexif().get(0x0112, 1))
     except Exception:
         return 1
@@ -108,7 +116,7 @@ def exif_orientation(path: str | Path) -> int:
 def load_rgb(path: str | Path, exif: bool = True) -> np.ndarray:
     """Decode an image file fully into ``uint8`` ``(H, W, 3)`` RGB."""
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             im.load()  # decode now so a truncated file fails here, naming the path
             if exif:
                 im = ImageOps.exif_transpose(im)

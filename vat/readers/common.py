@@ -32,7 +32,7 @@ from PIL import Image, UnidentifiedImageError
 
 from vat.classes import KNOWN_NAMES, canonical
 from vat.errors import DataError, ParamsError
-from vat.io import exif_orientation, load_rgb, save_png
+from vat.io import exif_orientation, load_rgb, open_image, save_png
 from vat.manifest import SPLITS, Box, Manifest, Record, check
 from vat.seeding import item_seed
 
@@ -299,7 +299,7 @@ def check_image(item: RawItem, image_id: str, ctx: ReadContext) -> CheckedImage 
         ctx.fail(f"{where}: names image {src}, which does not exist")
         return None
     try:
-        with Image.open(src) as im:
+        with open_image(src) as im:
             mode, raw_size = im.mode, im.size
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         ctx.fail(f"{src}: truncated, corrupt or oversized image ({e})")

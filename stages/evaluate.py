@@ -1,0 +1,152 @@
+"""evaluate: D's score on the test split for every method, one table.
+
+Rows so far: D on clean images (the upper bound), Vanilla D(I_LQ) and the restorer
+baseline D(R(I_LQ)) (the paper's Tables 1 and 3 rows "YOLO" and "R + YOLO").
+Detection: per-class AP@0.5 and mAP with the interpolation named in params;
+classification: accuracy. Ground truth is used here and only here.
+
+Reads:   params.yaml [common, evaluate]; data/prepare/, data/degrade/, data/restore/,
+         data/train_detector/
+Writes:  reports/evaluate/metrics.json   one entry per method: mAP@0.5 (or accuracy), per class
+         reports/evaluate/table.md       the same as a Markdown table
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import typer
+
+from stages._ui import Track, console, friendly_errors, no_track, rich_track
+from vat.config import CommonParams, load_common, load_section
+from vat.datasets import resolve_device
+from vat.errors import DataError
+from vat.io import load_rgb, write_json, write_text
+from vat.manifest import Manifest, read_manifest
+
+CLEAN = Path("data/prepare/manifest.parquet")
+DEGRADED = Path("data/degrade/manifest.parquet")
+RESTORED = Path("data/restore/manifest.parquet")
+MODELS = Path("data/train_detector")
+RESTORER = Path("data/train_restorer/restorer.json")
+REPORTS = Path("reports/evaluate")
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    """``evaluate``: where and how methods are scored."""
+
+    split: Literal["train", "val", "test"]  # the split scored (test; val only for debugging)
+    interpolation: Literal["voc07_11point", "voc_all_point", "coco_101point"]  # AP interpolation
+
+
+def methods(restorer_arch: str) -> dict[str, Path]:
+    """Method name -> manifest of the images D sees."""
+    return {
+        "Clean D(I_HQ)": CLEAN,
+        "Vanilla D(I_LQ)": DEGRADED,
+        f"Baseline D(R(I_LQ)), R={restorer_arch}": RESTORED,
+    }
+
+
+def run(
+    common: CommonParams,
+    params: EvaluateParams,
+    inputs: dict[str, Path] | None = None,
+    truth_path: Path = CLEAN,
+    models: Path = MODELS,
+    reports: Path = REPORTS,
+    device: str = "auto",
+    track: Track = no_track,
+) -> dict:
+    dev = resolve_device(device)
+    if inputs is None:
+        arch = json.loads(RESTORER.read_text())["arch"] if RESTORER.is_file() else "R"
+        inputs = methods(arch)
+    truth = read_manifest(truth_path)
+    gt = {r.image_id: r for r in truth.split(params.split)}
+    if not gt:
+        raise DataError(f"{truth_path}: split {params.split!r} is empty")
+    model = _load_model(common, models, dev)
+    rows = {}
+    for name, path in track(list(inputs.items()), "evaluate", len(inputs)):
+        m = read_manifest(path)
+        recs = [r for r in m.records if r.image_id in gt]
+        if len(recs) != len(gt):
+            raise DataError(f"{path}: has {len(recs)} of the {len(gt)} {params.split} images")
+        rows[name] = _score(common, model, recs, [gt[r.image_id] for r in recs], truth, params, dev)
+    result = {"split": params.split, "images": len(gt), "task": common.task, "methods": rows}
+    if common.task != "classify":
+        result["metric"] = f"mAP@0.5 ({params.interpolation})"
+    else:
+        result["metric"] = "accuracy"
+    reports.mkdir(parents=True, exist_ok=True)
+    write_json(result, reports / "metrics.json")
+    write_text(_table(result, truth.classes), reports / "table.md")
+    return result
+
+
+def _load_model(common: CommonParams, models: Path, dev):
+    if common.task == "classify":
+        from vat.models.classifier import CLIPClassifier, TorchClassifier
+
+        if (models / "classifier.json").is_file():
+            spec = json.loads((models / "classifier.json").read_text())
+            return CLIPClassifier(spec["model"], read_manifest(CLEAN).classes, weights=spec["weights"],
+                                  prompts=spec["prompts"], device=dev)  # fmt: skip
+        return TorchClassifier.load(models / "classifier.pt", device=dev)
+    from vat.models.detector import FrozenDetector
+
+    return FrozenDetector(models / "detector.pt", device=dev)
+
+
+def _score(common, model, recs, truth_recs, truth: Manifest, params: EvaluateParams, dev) -> dict:
+    if common.task == "classify":
+        images = np.stack([load_rgb(r.path) for r in recs])  # (N, H, W, 3)
+        x = torch.as_tensor(images).permute(0, 3, 1, 2).float().div(255).to(dev)
+        with torch.no_grad():
+            pred = model.predict(x).labels.cpu().numpy()
+        labels = np.array([t.label for t in truth_recs])
+        return {"accuracy": round(float((pred == labels).mean()), 4)}
+    from vat.evaluation import predict_records
+    from vat.metrics import evaluate_detections
+
+    dets = predict_records(model, recs, device=dev)
+    r = evaluate_detections([t.boxes for t in truth_recs], dets, truth.classes, 0.5, params.interpolation)
+    return {"map50": round(r.map, 4), "ap50": {k: round(v, 4) for k, v in r.ap.items()}, "n_gt": r.n_gt}
+
+
+def _table(result: dict, classes: list[str]) -> str:
+    lines = [f"# {result['metric']} on the {result['split']} split ({result['images']} images)", ""]
+    if result["task"] == "classify":
+        lines += ["| method | accuracy |", "|---|---|"]
+        lines += [f"| {n} | {v['accuracy']:.4f} |" for n, v in result["methods"].items()]
+    else:
+        lines += ["| method | mAP | " + " | ".join(classes) + " |", "|---" * (len(classes) + 2) + "|"]
+        for n, v in result["methods"].items():
+            aps = " | ".join(f"{v['ap50'][c]:.4f}" if v["ap50"][c] == v["ap50"][c] else "-" for c in classes)
+            lines.append(f"| {n} | {v['map50']:.4f} | {aps} |")
+    return "\n".join(lines) + "\n"
+
+
+@friendly_errors
+def command(
+    params_file: Path = typer.Option(Path("params.yaml"), "--params", help="params file to read"),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ..."),
+) -> None:
+    """Score D on clean, degraded (Vanilla) and restored (Baseline) test images: mAP@0.5 or accuracy.
+
+    Params: common, evaluate. Reads data/prepare/, data/degrade/, data/restore/,
+    data/train_detector/. Writes reports/evaluate/ (metrics.json, table.md).
+    """
+    common = load_common(params_file)
+    params = load_section(EvaluateParams, "evaluate", params_file)
+    result = run(common, params, device=device, track=rich_track)
+    key = "accuracy" if common.task == "classify" else "map50"
+    for name, v in result["methods"].items():
+        console.print(f"evaluate: {name:45s} {result['metric']} {v[key]:.4f}")

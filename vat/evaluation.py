@@ -1,0 +1,54 @@
+"""Running a frozen vision model over a manifest and scoring it against ground truth."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from vat.datasets import same_size_batches, to_tensor
+from vat.io import load_rgb
+from vat.manifest import Record
+from vat.metrics import DetectionResult, evaluate_detections
+
+# The usual mAP settings: a low score threshold so the whole precision-recall curve counts.
+EVAL_CONF = 0.001
+EVAL_IOU = 0.7
+
+
+@torch.no_grad()
+def predict_records(
+    detector,
+    records: Sequence[Record],
+    batch: int = 16,
+    conf: float = EVAL_CONF,
+    iou: float = EVAL_IOU,
+    device: torch.device | str = "cpu",
+    track: Callable[[Iterable, str, int | None], Iterable] | None = None,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """D's detections on each record's image: (boxes (N, 4), scores (N,), classes (N,)) in order."""
+    groups = list(same_size_batches(records, batch))
+    if track is not None:
+        groups = track(groups, "detect", len(groups))
+    out = []
+    for group in groups:
+        x = torch.stack([to_tensor(load_rgb(r.path)) for r in group]).to(device)  # (B, 3, H, W)
+        for d in detector.predict(x, conf=conf, iou=iou):
+            out.append((d.boxes.cpu().numpy(), d.scores.cpu().numpy(), d.classes.cpu().numpy()))
+    return out
+
+
+def detection_map(
+    detector,
+    records: Sequence[Record],
+    truth: Sequence[Record],
+    classes: list[str],
+    interpolation: str = "voc_all_point",
+    batch: int = 16,
+    device: torch.device | str = "cpu",
+    track=None,
+) -> DetectionResult:
+    """mAP@0.5 of ``detector`` on ``records``' images against ``truth``'s boxes (same order)."""
+    dets = predict_records(detector, records, batch=batch, device=device, track=track)
+    return evaluate_detections([t.boxes for t in truth], dets, classes, iou=0.5, interpolation=interpolation)
