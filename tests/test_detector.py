@@ -281,3 +281,12 @@ def test_bad_targets_are_refused(det):
         det.loss(x, [ok, dict(ok, classes=torch.tensor([NC]))])
     with pytest.raises(ValueError, match="unknown keys"):
         det.loss(x, [ok, dict(ok, weight=torch.tensor([1.0]))])
+
+
+def test_ultralytics_checkpoint_with_other_objects_is_refused(det, tmp_path):
+    import argparse
+
+    path = tmp_path / "tampered.pt"
+    torch.save({"model": deepcopy(det.model), "extra": argparse.Namespace(a=1)}, path)
+    with pytest.raises(DataError, match="refusing to unpickle 'argparse.Namespace'"):
+        FrozenDetector(path)

@@ -28,7 +28,8 @@ Contract:
   level) at the anchor that produced the box, taken before NMS (SPEC: the authors' release
   feeds NUQ the head's per-anchor features before NMS). Raw activations, not normalised.
 
-Checkpoints: an ultralytics ``.pt`` (a pickle of the model: load only files you trust), or
+Checkpoints: an ultralytics ``.pt`` (a pickle of the model, read with weights_only=True and only
+torch.nn / ultralytics.nn module classes allowed), or
 our own format written by :func:`save_detector`, which loads with
 ``torch.load(weights_only=True)``: ``{"arch": "yolo", "yaml": model dict, "state_dict": ...,
 "names": [...], "imgsz": int, "hyp": {"box", "cls", "dfl"}}``. Nothing is ever downloaded.
@@ -626,24 +627,61 @@ def _load_checkpoint(path: Path) -> tuple[DetectionModel, int | None]:
     return model, ckpt.get("imgsz")
 
 
+_ALLOWED_MODULES = ("torch.nn.modules.", "ultralytics.nn.")
+# Plain data holders ultralytics stores beside the model (its training args).
+_ALLOWED_DATA = {"ultralytics.utils.IterableSimpleNamespace", "types.SimpleNamespace"}
+
+
+def _module_classes(path: Path) -> list[type]:
+    """The nn.Module classes an ultralytics checkpoint names; DataError for anything else."""
+    import importlib
+
+    classes = []
+    for name in torch.serialization.get_unsafe_globals_in_checkpoint(path):
+        module, _, attr = name.rpartition(".")
+        obj = None
+        if module.startswith(_ALLOWED_MODULES):
+            try:
+                obj = getattr(importlib.import_module(module), attr)
+            except (ImportError, AttributeError):
+                obj = None
+        if name in _ALLOWED_DATA:
+            obj = getattr(importlib.import_module(module), attr)
+            classes.append(obj)
+            continue
+        if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
+            raise DataError(
+                f"{path}: refusing to unpickle {name!r}: only torch.nn / ultralytics.nn module classes "
+                "are loaded from an ultralytics checkpoint (weights_only=True)"
+            )
+        classes.append(obj)
+    return classes
+
+
 def _load_ultralytics(path: Path) -> tuple[DetectionModel, int | None]:
-    # ultralytics' own legacy aliases (torch_safe_load), without its download fallbacks and
-    # its renaming of yolov5*.pt paths.
+    # An ultralytics .pt pickles the whole model. It is still read with weights_only=True:
+    # torch's restricted unpickler, allowed only the nn.Module classes of torch.nn and
+    # ultralytics.nn that the file names; anything else (code, other objects) is refused.
+    # ultralytics' own legacy aliases (torch_safe_load) apply, without its download
+    # fallbacks and its renaming of yolov5*.pt paths.
     try:
-        with temporary_modules(
-            modules={
-                "ultralytics.yolo.utils": "ultralytics.utils",
-                "ultralytics.yolo.v8": "ultralytics.models.yolo",
-                "ultralytics.yolo.data": "ultralytics.data",
-            },
-            attributes={
-                "ultralytics.nn.modules.block.Silence": "torch.nn.Identity",
-                "ultralytics.nn.tasks.YOLOv10DetectionModel": "ultralytics.nn.tasks.DetectionModel",
-                "ultralytics.utils.loss.v10DetectLoss": "ultralytics.utils.loss.E2EDetectLoss",
-                "pathlib.WindowsPath": "pathlib.PosixPath",
-            },
+        with (
+            temporary_modules(
+                modules={
+                    "ultralytics.yolo.utils": "ultralytics.utils",
+                    "ultralytics.yolo.v8": "ultralytics.models.yolo",
+                    "ultralytics.yolo.data": "ultralytics.data",
+                },
+                attributes={
+                    "ultralytics.nn.modules.block.Silence": "torch.nn.Identity",
+                    "ultralytics.nn.tasks.YOLOv10DetectionModel": "ultralytics.nn.tasks.DetectionModel",
+                    "ultralytics.utils.loss.v10DetectLoss": "ultralytics.utils.loss.E2EDetectLoss",
+                    "pathlib.WindowsPath": "pathlib.PosixPath",
+                },
+            ),
+            torch.serialization.safe_globals(_module_classes(path)),
         ):
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise DataError(f"{path}: not a readable ultralytics checkpoint ({type(e).__name__}: {e})") from e
     if isinstance(ckpt, DetectionModel):
