@@ -119,3 +119,27 @@ def degrade_command(
         f"IA-YOLO per-pixel loop       {result['iayolo_loop_images_per_s']:10.4f} img/s "
         f"(ours is {result['speedup_vs_iayolo_loop']}x faster) -> {out}"
     )
+
+
+@app.command("nuq")
+@friendly_errors
+def nuq_command(
+    n_ref: int = typer.Option(100_000, help="reference features"),
+    n_query: int = typer.Option(100_000, help="query features"),
+    dim: int = typer.Option(256, help="feature dimension"),
+    k: int = typer.Option(20, help="neighbours"),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda"),
+    chunk: int = typer.Option(4096, help="queries (and references) per distance block"),
+    out: Path = typer.Option(
+        None, help="where to write the numbers (default reports/bench/nuq-<device>.json)"
+    ),
+) -> None:
+    """NUQ queries/s and peak memory at N_REF x N_QUERY x DIM (exact k-NN, chunked)."""
+    from vat.bench_nuq import bench_nuq
+    from vat.datasets import resolve_device
+
+    dev = resolve_device(device)
+    result = bench_nuq(n_ref, n_query, dim, k, str(dev), chunk, 0) | {"machine": machine()}
+    out = out or REPORTS / f"nuq-{dev.type}.json"
+    write_json(result, out)
+    console.print(f"nuq: {result} -> {out}")

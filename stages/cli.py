@@ -5,7 +5,17 @@ from __future__ import annotations
 import typer
 
 import vat  # noqa: F401  (sets the offline environment before any third-party import)
-from stages import bench, degrade, evaluate, prepare, profile, restore, train_detector, train_restorer
+from stages import (
+    bench,
+    degrade,
+    evaluate,
+    prepare,
+    profile,
+    pseudolabel,
+    restore,
+    train_detector,
+    train_restorer,
+)
 
 app = typer.Typer(
     name="vat",
@@ -24,6 +34,7 @@ app.command("degrade")(degrade.command)
 app.command("train_restorer")(train_restorer.command)
 app.command("restore")(restore.command)
 app.command("train_detector")(train_detector.command)
+app.command("pseudolabel")(pseudolabel.command)
 app.command("evaluate")(evaluate.command)
 app.command("profile")(profile.command)
 app.add_typer(bench.app, name="bench")

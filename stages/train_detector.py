@@ -143,6 +143,8 @@ def _train_yolo(common, params, clean: Manifest, dev, track):
             close_mosaic=params.close_mosaic,
             device="cpu" if dev.type == "cpu" else str(dev.index or 0),
             workers=min(4, os.cpu_count() or 1),
+            # Decoded images in RAM when they fit: speed only, the same batches either way.
+            cache="ram" if sum(3 * r.width * r.height for r in clean.records) < 2 << 30 else False,
             seed=item_seed(common.seed, "train_detector") % (2**31),
             deterministic=True,
             pretrained=False,

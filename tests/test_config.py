@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages import degrade, evaluate, prepare, restore, train_detector, train_restorer
+from stages import degrade, evaluate, prepare, pseudolabel, restore, train_detector, train_restorer
 from stages import profile as profile_stage
 from vat.config import CommonParams, from_dict, load_section, merge, profile_params
 from vat.errors import ParamsError
@@ -32,6 +32,7 @@ STAGE_PARAMS = [
     (train_restorer.TrainRestorerParams, "train_restorer"),
     (restore.RestoreParams, "restore"),
     (train_detector.TrainDetectorParams, "train_detector"),
+    (pseudolabel.PseudolabelParams, "pseudolabel"),
     (evaluate.EvaluateParams, "evaluate"),
 ]
 

@@ -55,6 +55,8 @@ def test_dag_has_every_stage_in_order(repo):
         ("prepare", "train_detector"),
         ("restore", "evaluate"),
         ("train_detector", "evaluate"),
+        ("restore", "pseudolabel"),
+        ("train_detector", "pseudolabel"),
     ]:
         assert f'"{edge[0]}" -> "{edge[1]}";' in dag
 
@@ -92,6 +94,13 @@ def test_models_and_evaluation_are_written(repo):
     assert ev["images"] == 8 and len(ev["methods"]) == 3
     assert all(0 <= m["map50"] <= 1 for m in ev["methods"].values())
     assert "| Vanilla D(I_LQ) |" in (dst / "reports/evaluate/table.md").read_text()
+    pl = json.loads((dst / "reports/pseudolabel/metrics.json").read_text())
+    assert pl["images"] == {"degraded": 12, "clean": 12}
+    import pyarrow.parquet as pq
+
+    boxes = pq.read_table(dst / "data/pseudolabel/boxes.parquet").to_pylist()
+    assert {b["domain"] for b in boxes} <= {"degraded", "clean"} and len(boxes) == pl["boxes"]
+    assert all(b["weight"] == 0 for b in boxes if not b["kept"])
 
 
 def test_second_repro_runs_nothing(repo):

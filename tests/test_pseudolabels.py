@@ -1,0 +1,55 @@
+import numpy as np
+import pyarrow as pa
+
+from vat.manifest import Box
+from vat.pseudolabels import BOX_SCHEMA, Candidates, match_truth, merge
+
+
+def _cands(boxes, scores, classes, source):
+    n = len(scores)
+    return Candidates(
+        np.array(boxes, np.float32).reshape(-1, 4),
+        np.array(scores, np.float32),
+        np.array(classes, np.int64),
+        np.arange(n * 3, dtype=np.float32).reshape(n, 3) + (100 if source == "restored" else 0),
+        np.array([source] * n, dtype=object),
+    )
+
+
+def test_merge_keeps_the_more_confident_box_and_its_source():
+    low = _cands([[0, 0, 10, 10], [50, 50, 60, 60]], [0.4, 0.9], [2, 1], "degraded")
+    rest = _cands([[1, 1, 10, 10], [80, 80, 90, 90]], [0.7, 0.3], [2, 0], "restored")
+    m = merge([low, rest], iou=0.5)
+    assert m.scores.tolist() == [np.float32(0.9), np.float32(0.7), np.float32(0.3)]
+    assert m.sources.tolist() == ["degraded", "restored", "restored"]
+    # the overlapping pair kept the restored box (0.7 > 0.4), with its own feature vector
+    assert m.boxes[1].tolist() == [1, 1, 10, 10] and m.features[1, 0] >= 100
+
+
+def test_merge_is_class_wise_and_ties_go_to_the_first_part():
+    low = _cands([[0, 0, 10, 10]], [0.5], [0], "degraded")
+    same_place_other_class = _cands([[0, 0, 10, 10]], [0.9], [1], "restored")
+    assert len(merge([low, same_place_other_class], 0.5).scores) == 2
+    tie = _cands([[0, 0, 10, 10]], [0.5], [0], "restored")
+    m = merge([low, tie], 0.5)
+    assert m.sources.tolist() == ["degraded"]
+
+
+def test_merge_of_nothing_is_empty():
+    empty = _cands(np.zeros((0, 4)), [], [], "degraded")
+    assert len(merge([empty, empty], 0.5).scores) == 0
+
+
+def test_match_truth_is_greedy_by_score_and_class_aware():
+    truth = [Box(0, 0, 0, 10, 10), Box(1, 20, 20, 30, 30)]
+    boxes = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50]], np.float32)
+    correct = match_truth(boxes, np.array([0, 0, 0, 1]), np.array([0.5, 0.9, 0.8, 0.7]), truth)
+    # the 0.9 duplicate takes the first GT; the class-0 box on a class-1 GT is wrong; the last misses
+    assert correct.tolist() == [False, True, False, False]
+
+
+def test_box_schema_round_trips():
+    row = {f.name: None for f in BOX_SCHEMA}
+    row |= {"image_id": "a", "domain": "degraded", "source": "restored", "cls": 1, "kept": True}
+    t = pa.Table.from_pylist([row], schema=BOX_SCHEMA)
+    assert t.to_pylist()[0]["source"] == "restored" and t.schema == BOX_SCHEMA
