@@ -7,6 +7,7 @@ import typer
 import vat  # noqa: F401  (sets the offline environment before any third-party import)
 from stages import (
     bench,
+    browse,
     degrade,
     evaluate,
     prepare,
@@ -23,7 +24,9 @@ app = typer.Typer(
         "VaT: train a label-free translator between a frozen restorer and a frozen vision model.\n\n"
         "Each stage command reads params.yaml (its own section plus `common`) and writes "
         "data/<stage>/ and reports/<stage>/. `dvc repro` runs them in order; run one alone "
-        "to inspect it. Pipeline: prepare -> degrade."
+        "to inspect it. Pipeline: prepare -> degrade -> train_restorer -> restore, "
+        "train_detector -> pseudolabel, evaluate. `vat browse` opens the pseudo-labels in the "
+        "FiftyOne app."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -36,6 +39,7 @@ app.command("restore")(restore.command)
 app.command("train_detector")(train_detector.command)
 app.command("pseudolabel")(pseudolabel.command)
 app.command("evaluate")(evaluate.command)
+app.command("browse")(browse.command)
 app.command("profile")(profile.command)
 app.add_typer(bench.app, name="bench")
 
