@@ -103,3 +103,14 @@ def same_size_batches(records: Sequence[Record], batch: int):
         group.append(r)
     if group:
         yield group
+
+
+def as_float_images(images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) float in [0, 1]; a uint8 batch is scaled by 1/255."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected RGB images (B, 3, H, W), got shape {tuple(images.shape)}")
+    if images.dtype == torch.uint8:
+        return images.float() / 255.0
+    if not images.is_floating_point():
+        raise TypeError(f"expected float images in [0, 1] or uint8, got {images.dtype}")
+    return images

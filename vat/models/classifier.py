@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vat.datasets import as_float_images
 from vat.errors import DataError, ParamsError
 from vat.io import atomic_path
 
@@ -51,17 +52,6 @@ class Classifications:
     probs: Tensor  # (B, K) softmax probabilities
     labels: Tensor  # (B,) argmax class ids, int64
     features: Tensor  # (B, F) image embedding (L2-normalised for CLIP), input to NUQ
-
-
-def _as_float_images(images: Tensor) -> Tensor:
-    """(B, 3, H, W) float in [0, 1]; a uint8 batch is scaled by 1/255."""
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"expected RGB images (B, 3, H, W), got shape {tuple(images.shape)}")
-    if images.dtype == torch.uint8:
-        return images.float() / 255.0
-    if not images.is_floating_point():
-        raise TypeError(f"expected float images in [0, 1] or uint8, got {images.dtype}")
-    return images
 
 
 def _resize(images: Tensor, size: tuple[int, int], mode: Literal["squash", "shortest"]) -> Tensor:
@@ -330,7 +320,7 @@ class CLIPClassifier(FrozenClassifier):
 
     def preprocess(self, images: Tensor) -> Tensor:
         """Float [0, 1] (B, 3, H, W) at any size -> the model's normalised input, differentiably."""
-        x = _as_float_images(images).to(self.mean.device, torch.float32)
+        x = as_float_images(images).to(self.mean.device, torch.float32)
         x = _resize(x, self.image_size, self.resize_mode)
         return (x - self.mean) / self.std
 
@@ -447,7 +437,7 @@ def train_small_cnn(
         current_lr = opt.param_groups[0]["lr"]
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            x = _as_float_images(x_all[idx]).float()
+            x = as_float_images(x_all[idx]).float()
             if augment:
                 x = _augment(x, g)
             x, y = x.to(device), y_all[idx].to(device)
@@ -532,7 +522,7 @@ class TorchClassifier(FrozenClassifier):
 
     def _forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         device = next(self.model.parameters()).device
-        x = _as_float_images(images).to(device, torch.float32)
+        x = as_float_images(images).to(device, torch.float32)
         if self.image_size is not None:
             x = _resize(x, (self.image_size, self.image_size), "squash")
         return self.model.forward_with_features(x)

@@ -57,6 +57,7 @@ from ultralytics.utils.tal import TaskAlignedAssigner, make_anchors
 
 # Importing this module ran vat/__init__.py first (YOLO_OFFLINE and friends are set before
 # ultralytics is imported above).
+from vat.datasets import as_float_images
 from vat.errors import DataError
 from vat.io import atomic_path
 
@@ -422,7 +423,7 @@ class FrozenDetector(nn.Module):
 
         A box in the input frame times (sx, sy) is the box in the letterboxed frame.
         """
-        images = _as_float_images(images)
+        images = as_float_images(images)
         h, w = images.shape[-2:]
         if self.resize:
             r = self.imgsz / max(h, w)
@@ -582,16 +583,6 @@ def _validate(t: Targets, batch_size: int, nc: int) -> None:
         raise ValueError(f"class index outside 0..{nc - 1}")
     if bool(((t.batch_idx < 0) | (t.batch_idx >= batch_size)).any()):
         raise ValueError(f"targets name images outside the batch of {batch_size}")
-
-
-def _as_float_images(images: Tensor) -> Tensor:
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"expected RGB images (B, 3, H, W), got shape {tuple(images.shape)}")
-    if images.dtype == torch.uint8:
-        return images.float() / 255.0
-    if not images.is_floating_point():
-        raise TypeError(f"expected float images in [0, 1] or uint8, got {images.dtype}")
-    return images
 
 
 def _load_checkpoint(path: Path) -> tuple[DetectionModel, int | None]:
