@@ -121,7 +121,7 @@ def _train_yolo(common, params, clean: Manifest, dev, track):
     from ultralytics import YOLO, settings
 
     from vat.env import install_font
-    from vat.models.detector import FrozenDetector
+    from vat.models.detector import FrozenDetector, resolve_yaml
 
     install_font()
     # No analytics, and none of its experiment-tracker callbacks (DVCLive is installed here
@@ -130,7 +130,15 @@ def _train_yolo(common, params, clean: Manifest, dev, track):
     settings.update({k: False for k in off if k in settings})
     with tempfile.TemporaryDirectory(prefix="vat-yolo-") as work:
         data = _export_yolo(clean, Path(work) / "dataset")
-        model = YOLO(params.model)
+        try:
+            model = YOLO(resolve_yaml(params.model))
+        except FileNotFoundError as e:
+            raise ParamsError(
+                f"train_detector.model: {params.model}: no such model yaml or checkpoint ({e})"
+            ) from e
+        # ultralytics runs its own loop (verbose off); a rich bar advances once per epoch.
+        epochs = iter(track(range(params.epochs), f"train_detector {Path(params.model).stem}", params.epochs))
+        model.add_callback("on_fit_epoch_end", lambda _trainer: next(epochs, None))
         model.train(
             data=str(data),
             epochs=params.epochs,
@@ -155,6 +163,7 @@ def _train_yolo(common, params, clean: Manifest, dev, track):
             name="train",
             exist_ok=True,
         )
+        next(epochs, None)  # finish the bar
         best = Path(model.trainer.best)
         history = _history(Path(model.trainer.save_dir) / "results.csv")
         det = FrozenDetector(best, imgsz=params.imgsz)

@@ -277,6 +277,18 @@ class WeightedDetectionLoss(v8DetectionLoss):
         )
 
 
+YOLO_DIR = Path(__file__).parent / "yolo"  # model yamls that ship with vat (yolov8p.yaml)
+
+
+def resolve_yaml(name: str | Path) -> str:
+    """A model yaml: an existing path, one that ships with vat, or a name ultralytics ships."""
+    if Path(name).is_file():
+        return str(name)
+    if (YOLO_DIR / Path(name).name).is_file():
+        return str(YOLO_DIR / Path(name).name)
+    return str(name)
+
+
 def build_yolo(yaml: str | Path | dict, nc: int | None, names: Sequence[str] | None = None) -> DetectionModel:
     """A randomly initialised ultralytics ``DetectionModel`` from a model yaml (no download).
 
@@ -287,7 +299,9 @@ def build_yolo(yaml: str | Path | dict, nc: int | None, names: Sequence[str] | N
     if nc is None and names is not None:
         nc = len(names)
     try:
-        model = DetectionModel(deepcopy(yaml) if isinstance(yaml, dict) else str(yaml), nc=nc, verbose=False)
+        model = DetectionModel(
+            deepcopy(yaml) if isinstance(yaml, dict) else resolve_yaml(yaml), nc=nc, verbose=False
+        )
     except Exception as e:  # ultralytics raises several types for a missing or bad yaml
         raise DataError(f"{yaml}: cannot build a YOLO model from this yaml ({type(e).__name__}: {e})") from e
     if names is not None and len(names) != model.yaml["nc"]:
