@@ -120,7 +120,10 @@ def run(
             metrics = _classify(common, params, clean, role, low, rest, models, tmp, dev, batch, track)
         else:
             metrics = _detect(common, params, clean, role, low, rest, models, tmp, dev, batch, track)
-    metrics["seconds"] = round(time.perf_counter() - t0, 2)
+    seconds = time.perf_counter() - t0
+    metrics["seconds"] = round(seconds, 2)
+    # D runs on every degraded image twice (I_LQ, I_R) and on every clean one once.
+    metrics["d_images_per_s"] = round((2 * len(role["degraded"]) + len(role["clean"])) / seconds, 2)
     metrics["pairing"] = params.pairing
     metrics["images"] = {d: len(v) for d, v in role.items()}
     reports.mkdir(parents=True, exist_ok=True)
