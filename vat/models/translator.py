@@ -1,0 +1,468 @@
+"""The VaT translator: gated fusion G, then a U-shaped Restormer-style transformation T.
+
+VaT (J. Wu, Z. Jin, "Unsupervised Variational Translator for Bridging Image Restoration and
+High-Level Vision Tasks", ECCV 2024, Sec. 4.1, Figs. 2-3) inserts a small trainable network
+between a frozen restorer R and a frozen high-level model D:
+
+    I_F  = G(I_R, I_LQ) = w * I_LQ + (1 - w) * I_R,   w = sigmoid(conv1x1(TB(conv3x3([I_R, I_LQ]))))
+    I_HQ = T_A(I_F)                                   what inference runs (G and T_A only)
+    T_B : I_HQ -> I_F                                 same structure, only for the cycle loss (Eq. 6)
+
+Architecture
+------------
+- **G** (:class:`GatedFusion`, paper Eq. 5): ``concat(I_R, I_LQ)`` (B, 6, H, W) -> 3x3 conv to
+  ``width`` -> ``gate_blocks`` transformer blocks -> 1x1 conv to ONE channel -> sigmoid. One
+  channel follows the paper ("a point convolutional layer with one output channel") and the
+  design card; the authors' released code (github.com/Fire-friend/VaT, ``VaTrainer/network.py``)
+  predicts three channels (a per-colour gate) instead. The sigmoid and the blend run in
+  float32 even under autocast, so w = 1 gives I_LQ and w = 0 gives I_R bit-exactly.
+- **T** (:class:`Transformation`): Restormer's U-net (S. W. Zamir, A. Arora, S. Khan, M. Hayat,
+  F. S. Khan, M.-H. Yang, "Restormer: Efficient Transformer for High-Resolution Image
+  Restoration", CVPR 2022): 3x3 conv embedding; per level ``l`` (channels ``width * 2**l``)
+  ``blocks[l]`` transformer blocks; down = 3x3 conv to C/2 + PixelUnshuffle(2); up = 3x3 conv
+  to 2C + PixelShuffle(2); skips concatenated and reduced by a 1x1 conv (at every level,
+  including full resolution, where Restormer instead keeps 2C channels); decoder level ``l``
+  mirrors ``blocks[l]``; ``refinement`` blocks at full resolution; 3x3 conv to RGB plus a
+  global residual (output = input + body(input)). Inputs whose H, W are not multiples of
+  ``2**(levels-1)`` are reflect-padded at the bottom/right (replicate when the image is
+  smaller than the pad) and the output is cropped back.
+- **Transformer block** = x + MDTA(LN(x)), then x + GDFN(LN(x)), all convs bias-free as in
+  Restormer. MDTA: 1x1 conv -> 3x3 depthwise conv gives q, k, v; q and k are L2-normalised
+  along the pixels and attention is (C/heads) x (C/heads) per head, scaled by a learnable
+  per-head temperature -- memory is O(C^2), never O((HW)^2), so 512 px images are fine. It is
+  plain matmul: ``F.scaled_dot_product_attention`` takes one scalar scale (not a per-head
+  learnable temperature) and its fused kernels cap the head dim far below HW, so it would
+  fall back to the same matmuls. The softmax runs in float32. GDFN: 1x1 conv to
+  ``2 * int(C * ffn_expansion)``, 3x3 depthwise, GELU(x1) * x2, 1x1 conv back to C.
+- **LayerNorm over channels** = Restormer's WithBias LayerNorm (biased variance, eps 1e-5),
+  computed as ``F.layer_norm`` on the (B, H, W, C) permutation. For channels_last tensors
+  that permutation is a free view; the output is channels_last-strided either way.
+
+Parameter counts vs the paper (Sec. 5.3, Fig. 8 right)
+------------------------------------------------------
+The paper gives model sizes 0.21M / 0.74M / 1.57M / 2.75M / 6.10M for base dims
+4 / 8 / 16 / 32 / 48. We read them as the deployed translator F_VaT^A = G_A + T_A
+(Algorithm 1 outputs F_VaT^A alone; the paper calls it "translator model size"), i.e.
+``params_inference`` in :func:`parameter_table`; T_B adds another T for training.
+No fixed architecture reproduces all five: with depth fixed, parameters grow as width**2,
+so 4 -> 48 must give x144, but the paper's list grows x29, and its step ratios (3.5, 2.1,
+1.75, 2.2) are the squares of widths in ratio 1 : 2 : 3 : 4 : 6, not 1 : 2 : 4 : 8 : 12.
+Indeed the authors' released network counts 0.19M / 0.73M / 1.63M / 2.88M / 6.44M (G_A + T_A)
+at base widths 16 / 32 / 48 / 64 / 96, close to the paper's list, so the list may pair the
+sizes with other widths than stated. We keep one depth for all widths (the paper varied only
+the base dimension) and choose it so the two largest, mutually consistent, entries match:
+three levels (C, 2C, 4C), ``blocks=(1, 6, 8)``, ``heads=(1, 2, 4)``, one refinement block, one
+block in G, GDFN expansion 2.66. (A fourth level does not fit: one block per level already
+gives 3.06M at width 32.) :func:`parameter_table` computes:
+
+    name         width  G + T_A (ours)  paper   G + T_A + T_B
+    vat-w4           4  0.060M          0.21M   0.119M
+    vat-w8           8  0.201M          0.74M   0.401M
+    vat-w16         16  0.729M          1.57M   1.454M
+    vat-w32         32  2.763M          2.75M   5.509M
+    vat-w48         48  6.100M          6.10M   12.166M
+    vat-release     16  0.190M          -       0.375M
+
+The three small widths are therefore 2.2-3.7x smaller than the paper says. ``vat-release`` keeps the
+depth profile of the released code at width 16 (three levels, blocks only at 1/2 and 1/4
+resolution, two heads, one block in G); it differs from that code in a 1-channel gate, a
+global residual, a skip at full resolution and bias-free embedding/output convs.
+
+Determinism and memory
+----------------------
+Weights are drawn from a ``torch.Generator`` seeded by ``seed`` (default 0), never from the
+global RNG: modules are built on the meta device, materialised on CPU, then initialised with
+PyTorch's default conv scheme (U(+-1/sqrt(fan_in)) for weights and biases). ``checkpoint=True``
+wraps every transformer block (G's too) in ``torch.utils.checkpoint`` (non-reentrant); there
+is no dropout or other randomness, so outputs and gradients are unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint as _checkpoint
+
+from vat.errors import ParamsError
+
+__all__ = [
+    "PAPER_PARAMS",
+    "TRANSLATORS",
+    "ChannelLayerNorm",
+    "GDFN",
+    "GatedFusion",
+    "MDTA",
+    "Transformation",
+    "TransformerBlock",
+    "TranslatorConfig",
+    "VaT",
+    "create_translator",
+    "inference_state",
+    "parameter_count",
+    "parameter_table",
+]
+
+
+@dataclass(frozen=True)
+class TranslatorConfig:
+    """Architecture of :class:`VaT`; saved with every checkpoint (:meth:`to_dict`)."""
+
+    width: int = 16  # base width: channels at full resolution; even, >= 2
+    blocks: tuple[int, ...] = (
+        1,
+        1,
+        2,
+        2,
+    )  # transformer blocks per level, full resolution first; levels = len
+    heads: tuple[int, ...] = (1, 2, 4, 8)  # attention heads per level; width * 2**l divisible by heads[l]
+    refinement: int = 1  # transformer blocks after the decoder, at full resolution
+    ffn_expansion: float = 2.66  # GDFN hidden channels = int(C * ffn_expansion) (Restormer: 2.66)
+    gate_blocks: int = 1  # transformer blocks inside G (width channels, heads[0] heads)
+    use_gate: bool = True  # False: Table 4 "no gated fusion" ablation, I_F = I_R and G is not built
+    checkpoint: bool = False  # activation checkpointing of every transformer block; same results, less memory
+
+    def __post_init__(self) -> None:
+        # YAML gives lists; the dataclass is frozen and hashable only with tuples
+        object.__setattr__(self, "blocks", tuple(int(b) for b in self.blocks))
+        object.__setattr__(self, "heads", tuple(int(h) for h in self.heads))
+        if self.width < 2 or self.width % 2:
+            raise ParamsError(f"translator width must be even and >= 2, got {self.width}")
+        if not self.blocks or len(self.heads) != len(self.blocks):
+            raise ParamsError(
+                f"translator blocks {self.blocks} and heads {self.heads} need the same, non-zero length"
+            )
+        if min(self.blocks) < 0 or self.refinement < 0 or self.gate_blocks < 0:
+            raise ParamsError("translator block counts must be >= 0")
+        for level, h in enumerate(self.heads):
+            channels = self.width * 2**level
+            if h < 1 or channels % h:
+                raise ParamsError(
+                    f"translator level {level}: {channels} channels do not split into {h} heads"
+                )
+        if self.ffn_expansion <= 0 or int(self.width * self.ffn_expansion) < 1:
+            raise ParamsError(f"translator ffn_expansion {self.ffn_expansion} leaves no hidden channels")
+
+    @property
+    def levels(self) -> int:
+        return len(self.blocks)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only (lists, not tuples), for YAML and ``torch.load(weights_only=True)``."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TranslatorConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ParamsError(f"unknown translator config keys: {', '.join(unknown)}")
+        return cls(**data)
+
+
+# One depth for every width: the paper's size study changes only the base dimension. This
+# depth puts G + T_A at 2.76M / 6.10M for widths 32 / 48 (paper: 2.75M / 6.10M).
+_DEPTH = {"blocks": (1, 6, 8), "heads": (1, 2, 4), "refinement": 1}
+
+TRANSLATORS: dict[str, TranslatorConfig] = {
+    "vat-w4": TranslatorConfig(width=4, **_DEPTH),
+    "vat-w8": TranslatorConfig(width=8, **_DEPTH),
+    "vat-w16": TranslatorConfig(width=16, **_DEPTH),
+    "vat-w32": TranslatorConfig(width=32, **_DEPTH),
+    "vat-w48": TranslatorConfig(width=48, **_DEPTH),
+    # depth profile of the authors' released network (base_dim 16, 3 levels, 2 heads, blocks
+    # only at 1/2 and 1/4 resolution, one block in G); kept for comparison with their code
+    "vat-release": TranslatorConfig(width=16, blocks=(0, 1, 1), heads=(2, 2, 2), refinement=0),
+}
+
+# Sec. 5.3: base dimension -> "model size" (read as G_A + T_A, see the module docstring)
+PAPER_PARAMS: dict[int, float] = {4: 0.21e6, 8: 0.74e6, 16: 1.57e6, 32: 2.75e6, 48: 6.10e6}
+
+
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm over C of (B, C, H, W): Restormer's WithBias LayerNorm via ``F.layer_norm``."""
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = x.permute(0, 2, 3, 1)  # (B, H, W, C): a view, contiguous when x is channels_last
+        y = F.layer_norm(y, (y.shape[-1],), self.weight, self.bias, self.eps)
+        return y.permute(0, 3, 1, 2)  # (B, C, H, W), channels_last strides
+
+
+class MDTA(nn.Module):
+    """Multi-Dconv head transposed attention: C x C attention per head, O(C^2) memory."""
+
+    def __init__(self, channels: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.temperature = nn.Parameter(torch.ones(heads, 1, 1))
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1, bias=False)
+        self.qkv_dwconv = nn.Conv2d(3 * channels, 3 * channels, 3, padding=1, groups=3 * channels, bias=False)
+        self.project_out = nn.Conv2d(channels, channels, 1, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        qkv = self.qkv_dwconv(self.qkv(x))  # (B, 3C, H, W)
+        q, k, v = qkv.reshape(b, 3, self.heads, c // self.heads, h * w).unbind(1)  # (B, heads, C/heads, HW)
+        q = F.normalize(q, dim=-1)
+        k = F.normalize(k, dim=-1)
+        attn = (q @ k.transpose(-2, -1)) * self.temperature  # (B, heads, C/heads, C/heads)
+        attn = torch.softmax(attn.float(), dim=-1).to(v.dtype)
+        out = attn @ v  # (B, heads, C/heads, HW)
+        return self.project_out(out.reshape(b, c, h, w))  # (B, C, H, W)
+
+
+class GDFN(nn.Module):
+    """Gated-Dconv feed-forward network: 1x1 expand, 3x3 depthwise, GELU gate, 1x1 project."""
+
+    def __init__(self, channels: int, expansion: float) -> None:
+        super().__init__()
+        hidden = int(channels * expansion)
+        self.project_in = nn.Conv2d(channels, 2 * hidden, 1, bias=False)
+        self.dwconv = nn.Conv2d(2 * hidden, 2 * hidden, 3, padding=1, groups=2 * hidden, bias=False)
+        self.project_out = nn.Conv2d(hidden, channels, 1, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x1, x2 = self.dwconv(self.project_in(x)).chunk(2, dim=1)  # 2 x (B, hidden, H, W)
+        return self.project_out(F.gelu(x1) * x2)  # (B, C, H, W)
+
+
+class TransformerBlock(nn.Module):
+    """Restormer block: x + MDTA(LN(x)), then x + GDFN(LN(x)); optional activation checkpointing."""
+
+    def __init__(self, channels: int, heads: int, expansion: float) -> None:
+        super().__init__()
+        self.norm1 = ChannelLayerNorm(channels)
+        self.attn = MDTA(channels, heads)
+        self.norm2 = ChannelLayerNorm(channels)
+        self.ffn = GDFN(channels, expansion)
+        self.checkpoint = False  # set by VaT.set_checkpoint
+
+    def _body(self, x: Tensor) -> Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.ffn(self.norm2(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.checkpoint and torch.is_grad_enabled():
+            return _checkpoint(self._body, x, use_reentrant=False)
+        return self._body(x)
+
+
+def _stage(channels: int, heads: int, count: int, expansion: float) -> nn.Sequential:
+    return nn.Sequential(*(TransformerBlock(channels, heads, expansion) for _ in range(count)))
+
+
+def _pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    if ph == 0 and pw == 0:
+        return x
+    # reflect needs the pad to be smaller than the side; tiny images fall back to replicate
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+class GatedFusion(nn.Module):
+    """G: (I_LQ, I_R) -> (I_F, w), I_F = w * I_LQ + (1 - w) * I_R, w in [0, 1] of shape (B, 1, H, W)."""
+
+    def __init__(self, config: TranslatorConfig) -> None:
+        super().__init__()
+        c = config.width
+        self.embed = nn.Conv2d(6, c, 3, padding=1)
+        self.blocks = _stage(c, config.heads[0], config.gate_blocks, config.ffn_expansion)
+        self.to_weight = nn.Conv2d(c, 1, 1)
+
+    def weight(self, i_lq: Tensor, i_r: Tensor) -> Tensor:
+        x = torch.cat([i_r, i_lq], dim=1)  # (B, 6, H, W), the order of the paper and its code
+        logit = self.to_weight(self.blocks(self.embed(x)))  # (B, 1, H, W)
+        # float32 sigmoid: saturates to exactly 0 / 1, so the blend below is exact at the ends
+        return torch.sigmoid(logit.float())
+
+    def forward(self, i_lq: Tensor, i_r: Tensor) -> tuple[Tensor, Tensor]:
+        w = self.weight(i_lq, i_r)  # (B, 1, H, W), float32
+        fused = w * i_lq + (1 - w) * i_r  # (B, 3, H, W)
+        return fused, w
+
+
+class Transformation(nn.Module):
+    """T: (B, 3, H, W) -> (B, 3, H, W), a Restormer-style U-net with a global residual; any H, W."""
+
+    def __init__(self, config: TranslatorConfig) -> None:
+        super().__init__()
+        c, levels, e = config.width, config.levels, config.ffn_expansion
+        self.multiple = 2 ** (levels - 1)
+        ch = [c * 2**level for level in range(levels)]
+        self.embed = nn.Conv2d(3, c, 3, padding=1, bias=False)
+        self.encoders = nn.ModuleList(
+            _stage(ch[lv], config.heads[lv], config.blocks[lv], e) for lv in range(levels)
+        )
+        # down: C -> C/2 then PixelUnshuffle(2) -> 2C at half size; up: 2C -> 4C then PixelShuffle(2) -> C
+        self.downs = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(ch[lv], ch[lv] // 2, 3, padding=1, bias=False), nn.PixelUnshuffle(2))
+            for lv in range(levels - 1)
+        )
+        self.ups = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(ch[lv + 1], 2 * ch[lv + 1], 3, padding=1, bias=False), nn.PixelShuffle(2))
+            for lv in range(levels - 1)
+        )
+        self.reduces = nn.ModuleList(nn.Conv2d(2 * ch[lv], ch[lv], 1, bias=False) for lv in range(levels - 1))
+        self.decoders = nn.ModuleList(
+            _stage(ch[lv], config.heads[lv], config.blocks[lv], e) for lv in range(levels - 1)
+        )
+        self.refinement = _stage(c, config.heads[0], config.refinement, e)
+        self.output = nn.Conv2d(c, 3, 3, padding=1, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        y = self.embed(_pad_to_multiple(x, self.multiple))  # (B, C, H', W'), H', W' multiples of 2**(L-1)
+        skips = []
+        for level, encoder in enumerate(self.encoders):
+            y = encoder(y)  # (B, C * 2**level, H' / 2**level, W' / 2**level)
+            if level < len(self.downs):
+                skips.append(y)
+                y = self.downs[level](y)
+        for level in reversed(range(len(self.ups))):
+            y = self.ups[level](y)  # (B, C * 2**level, ...)
+            y = self.reduces[level](torch.cat([y, skips[level]], dim=1))
+            y = self.decoders[level](y)
+        y = self.output(self.refinement(y))  # (B, 3, H', W')
+        return x + y[..., :h, :w]  # (B, 3, H, W)
+
+
+def inference_state(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """``state_dict`` without T_B (``t_b.*``): what a VaT built with ``with_t_b=False`` loads."""
+    return {k: v for k, v in state_dict.items() if not k.startswith("t_b.")}
+
+
+class VaT(nn.Module):
+    """The translator: gate G, T_A (inference) and T_B (training only, for the cycle loss).
+
+    ``VaT(config, seed=0)`` is deterministic for a given seed. ``with_t_b=False`` builds the
+    inference model (G and T_A get the same weights as with T_B: T_B is initialised last), which
+    loads :meth:`inference_state_dict` strictly. ``device="meta"`` builds shapes only (counting).
+    """
+
+    gate: GatedFusion | None
+    t_a: Transformation
+    t_b: Transformation | None
+
+    def __init__(
+        self,
+        config: TranslatorConfig | None = None,
+        *,
+        seed: int = 0,
+        with_t_b: bool = True,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config = config if config is not None else TranslatorConfig()
+        # built on meta: PyTorch's own init would draw from (and advance) the global RNG
+        with torch.device("meta"):
+            self.gate = GatedFusion(config) if config.use_gate else None
+            self.t_a = Transformation(config)
+            self.t_b = Transformation(config) if with_t_b else None
+        if torch.device(device or "cpu").type != "meta":
+            self.to_empty(device="cpu")
+            self.reset_parameters(seed)
+            if device is not None:
+                self.to(device)
+        self.set_checkpoint(config.checkpoint)
+
+    @torch.no_grad()
+    def reset_parameters(self, seed: int = 0) -> None:
+        """PyTorch's default conv init, U(+-1/sqrt(fan_in)), drawn from a generator seeded by ``seed``."""
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                fan_in = module.weight[0].numel()
+                bound = 1.0 / math.sqrt(fan_in)
+                for p in (module.weight, module.bias):
+                    if p is not None:
+                        p.copy_(torch.empty(p.shape).uniform_(-bound, bound, generator=gen))
+            elif isinstance(module, ChannelLayerNorm):
+                module.weight.fill_(1.0)
+                module.bias.zero_()
+            elif isinstance(module, MDTA):
+                module.temperature.fill_(1.0)
+
+    def set_checkpoint(self, enabled: bool) -> None:
+        """Turn activation checkpointing of every transformer block on or off (results unchanged)."""
+        for module in self.modules():
+            if isinstance(module, TransformerBlock):
+                module.checkpoint = bool(enabled)
+        self.config = replace(self.config, checkpoint=bool(enabled))
+
+    def fuse(self, i_lq: Tensor, i_r: Tensor) -> tuple[Tensor, Tensor]:
+        """(I_F, w): G(I_R, I_LQ) and its weight map (B, 1, H, W); without G, I_F = I_R and w = 0."""
+        if self.gate is None:
+            w = torch.zeros_like(i_r[:, :1], dtype=torch.float32)  # (B, 1, H, W)
+            return i_r, w
+        return self.gate(i_lq, i_r)
+
+    def forward(self, i_lq: Tensor, i_r: Tensor) -> Tensor:
+        """T_A(G(I_R, I_LQ)): the translated image (B, 3, H, W) that D sees at inference."""
+        return self.t_a(self.fuse(i_lq, i_r)[0])
+
+    def translate(self, i_lq: Tensor, i_r: Tensor) -> dict[str, Tensor]:
+        """``{"fused": I_F, "gate": w, "out": T_A(I_F)}``."""
+        fused, w = self.fuse(i_lq, i_r)
+        return {"fused": fused, "gate": w, "out": self.t_a(fused)}
+
+    def inference_state_dict(self) -> dict[str, Tensor]:
+        """The state_dict without T_B, for exported checkpoints."""
+        return inference_state(self.state_dict())
+
+
+_CONSTRUCTOR_KEYS = ("seed", "with_t_b", "device")
+
+
+def create_translator(name: str, **overrides: Any) -> VaT:
+    """``TRANSLATORS[name]`` with config fields overridden, plus ``seed`` / ``with_t_b`` / ``device``."""
+    if name not in TRANSLATORS:
+        raise ParamsError(f"unknown translator {name!r}; known: {', '.join(TRANSLATORS)}")
+    kwargs = {k: overrides.pop(k) for k in _CONSTRUCTOR_KEYS if k in overrides}
+    known = {f.name for f in fields(TranslatorConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ParamsError(f"unknown translator option(s): {', '.join(unknown)}")
+    return VaT(replace(TRANSLATORS[name], **overrides), **kwargs)
+
+
+def parameter_count(module: nn.Module | None) -> int:
+    """Number of parameter elements (shared ones once); 0 for ``None``."""
+    return 0 if module is None else sum(p.numel() for p in module.parameters())
+
+
+def parameter_table() -> list[dict[str, Any]]:
+    """One row per registered translator: sizes of the whole model and of its inference part.
+
+    ``params_total`` = G + T_A + T_B, ``params_inference`` = G + T_A (what the paper's Fig. 8
+    sizes are compared with, ``paper_params``; ``None`` where the paper has no entry).
+    """
+    rows = []
+    for name, config in TRANSLATORS.items():
+        model = VaT(config, device="meta")
+        gate, t = parameter_count(model.gate), parameter_count(model.t_a)
+        paper = PAPER_PARAMS.get(config.width) if name.startswith("vat-w") else None
+        rows.append(
+            {
+                "name": name,
+                "width": config.width,
+                "params_total": parameter_count(model),
+                "params_inference": gate + t,
+                "params_gate": gate,
+                "params_transformation": t,
+                "paper_params": paper,
+            }
+        )
+    return rows
