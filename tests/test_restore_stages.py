@@ -109,3 +109,42 @@ def test_evaluate_table_has_one_row_per_method(data):
     assert set(result["methods"]) == {"Clean", "Vanilla"} and result["images"] == 2
     table = (base / "rev/table.md").read_text()
     assert "| Clean |" in table and "| Vanilla |" in table and "bicycle" in table
+
+
+def test_classify_variant_with_sci_and_a_small_cnn(tmp_path):
+    """Low-light classification: SCI trained unsupervised, a small CNN as D, accuracy table."""
+    from stages import profile, train_detector
+
+    p = tmp_path / "params.yaml"
+    profile.run("tiny", ROOT / "profiles", p)
+    common = replace(COMMON, task="classify")
+    pp = load_section(prepare.PrepareParams, "prepare", p)
+    pp = replace(pp, embedded=replace(pp.embedded, n_train=12, n_val=4, n_test=4, crop_size=32))
+    prepare.run(common, pp, out=tmp_path / "prepare", reports=tmp_path / "rp")
+    dp = replace(load_section(degrade.DegradeParams, "degrade", p), method="lowlight")
+    degrade.run(common, dp, manifest_path=tmp_path / "prepare/manifest.parquet", out=tmp_path / "degrade",
+                reports=tmp_path / "rd")  # fmt: skip
+    tp = replace(load_section(train_restorer.TrainRestorerParams, "train_restorer", p), arch="sci", crop=32)
+    m = train_restorer.run(common, tp, clean_path=tmp_path / "prepare/manifest.parquet",
+                           degraded_path=tmp_path / "degrade/manifest.parquet", out=tmp_path / "tr",
+                           reports=tmp_path / "rtr", device="cpu")  # fmt: skip
+    assert m["trained"] and m["arch"] == "sci"
+    assert json.loads((tmp_path / "tr/restorer.json").read_text())["arch"] == "sci"
+    dtp = replace(load_section(train_detector.TrainDetectorParams, "train_detector", p), model="small_cnn",
+                  epochs=2, imgsz=32)  # fmt: skip
+    clean = tmp_path / "prepare/manifest.parquet"
+    d = train_detector.run(common, dtp, clean_path=clean, out=tmp_path / "models", reports=tmp_path / "rtd",
+                           device="cpu")  # fmt: skip
+    assert d["trained"] and len(d["history"]) == 2 and 0 <= d["test_clean_accuracy"] <= 1
+    inputs = {
+        "Clean": tmp_path / "prepare/manifest.parquet",
+        "Vanilla": tmp_path / "degrade/manifest.parquet",
+    }
+    result = evaluate.run(common, params_eval(p), inputs=inputs, truth_path=clean, models=tmp_path / "models",
+                          reports=tmp_path / "rev", device="cpu")  # fmt: skip
+    assert result["metric"] == "accuracy" and result["images"] == 4
+    assert "| Vanilla |" in (tmp_path / "rev/table.md").read_text()
+
+
+def params_eval(p):
+    return load_section(evaluate.EvaluateParams, "evaluate", p)
