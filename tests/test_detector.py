@@ -7,6 +7,7 @@ from copy import deepcopy
 
 import pytest
 import torch
+from conftest import lively_detector
 from torch import nn
 from ultralytics.utils.loss import v8DetectionLoss
 from ultralytics.utils.ops import xywh2xyxy
@@ -18,24 +19,7 @@ NC = 5
 
 
 def _make(yaml: str = "yolov8n.yaml", imgsz: int = 96, seed: int = 0) -> FrozenDetector:
-    """A random-weight detector that behaves like a trained one in two ways that matter here:
-    BatchNorm statistics calibrated on one random batch (fresh ones make every activation
-    vanish, so the output would not depend on the input), and class logits starting near 0
-    (scores around 0.5 rather than ultralytics' 1e-4 prior)."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        det = FrozenDetector(yaml, nc=NC, imgsz=imgsz)
-        with torch.no_grad():
-            for m in det.modules():
-                if isinstance(m, nn.BatchNorm2d):
-                    m.reset_running_stats()
-                    m.momentum = None  # cumulative average over the calibration batch
-            nn.Module.train(det.model, True)  # bypass the wrapper's guard, on purpose, to calibrate
-            det.model(torch.rand(4, 3, imgsz, imgsz))
-            det.model.eval()
-            for seq in det.head.cv3:
-                seq[-1].bias.zero_()
-    return det
+    return lively_detector(yaml, nc=NC, imgsz=imgsz, seed=seed)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import lively_detector
 from torch import nn
 
 from vat.errors import ParamsError
@@ -39,22 +40,8 @@ def _one_thread():
 
 
 def _make_detector(seed: int = 0) -> FrozenDetector:
-    """Random-weight YOLOv8n that reacts to its input: BatchNorm statistics calibrated on one
-    random batch and class biases zeroed (the trick of tests/test_detector.py)."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        det = FrozenDetector("yolov8n.yaml", nc=NC, imgsz=S)
-        with torch.no_grad():
-            for m in det.modules():
-                if isinstance(m, nn.BatchNorm2d):
-                    m.reset_running_stats()
-                    m.momentum = None
-            nn.Module.train(det.model, True)  # bypass the wrapper's guard, on purpose, to calibrate
-            det.model(torch.rand(4, 3, S, S))
-            det.model.eval()
-            for seq in det.head.cv3:
-                seq[-1].bias.zero_()
-    return det
+    """Random-weight YOLOv8n that reacts to its input (see conftest.lively_detector)."""
+    return lively_detector("yolov8n.yaml", nc=NC, imgsz=S, seed=seed)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,27 @@
+"""Shared test helpers (pytest puts tests/ on sys.path, so modules `from conftest import ...`)."""
+
+import torch
+from torch import nn
+
+
+def lively_detector(yaml: str = "yolov8n.yaml", nc: int = 5, imgsz: int = 96, seed: int = 0):
+    """A random-weight FrozenDetector that behaves like a trained one in two ways that matter
+    for tests: BatchNorm statistics calibrated on one random batch (fresh ones make every
+    activation vanish, so the output would not depend on the input), and class logits
+    starting near 0 (scores around 0.5 rather than ultralytics' 1e-4 prior)."""
+    from vat.models.detector import FrozenDetector
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        det = FrozenDetector(yaml, nc=nc, imgsz=imgsz)
+        with torch.no_grad():
+            for m in det.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.reset_running_stats()
+                    m.momentum = None  # cumulative average over the calibration batch
+            nn.Module.train(det.model, True)  # bypass the wrapper's guard, on purpose, to calibrate
+            det.model(torch.rand(4, 3, imgsz, imgsz))
+            det.model.eval()
+            for seq in det.head.cv3:
+                seq[-1].bias.zero_()
+    return det
