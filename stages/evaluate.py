@@ -26,6 +26,7 @@ from stages._ui import Track, console, friendly_errors, no_track, rich_track
 from vat.config import CommonParams, load_common, load_section
 from vat.datasets import resolve_device
 from vat.errors import DataError
+from vat.evaluation import load_vision_model
 from vat.io import load_rgb, write_json, write_text
 from vat.manifest import Manifest, read_manifest
 
@@ -72,7 +73,7 @@ def run(
     gt = {r.image_id: r for r in truth.split(params.split)}
     if not gt:
         raise DataError(f"{truth_path}: split {params.split!r} is empty")
-    model = _load_model(common, models, dev)
+    model = load_vision_model(common.task, models, truth.classes, dev)
     rows = {}
     for name, path in track(list(inputs.items()), "evaluate", len(inputs)):
         m = read_manifest(path)
@@ -89,20 +90,6 @@ def run(
     write_json(result, reports / "metrics.json")
     write_text(_table(result, truth.classes), reports / "table.md")
     return result
-
-
-def _load_model(common: CommonParams, models: Path, dev):
-    if common.task == "classify":
-        from vat.models.classifier import CLIPClassifier, TorchClassifier
-
-        if (models / "classifier.json").is_file():
-            spec = json.loads((models / "classifier.json").read_text())
-            return CLIPClassifier(spec["model"], read_manifest(CLEAN).classes, weights=spec["weights"],
-                                  prompts=spec["prompts"], device=dev)  # fmt: skip
-        return TorchClassifier.load(models / "classifier.pt", device=dev)
-    from vat.models.detector import FrozenDetector
-
-    return FrozenDetector(models / "detector.pt", device=dev)
 
 
 def _score(common, model, recs, truth_recs, truth: Manifest, params: EvaluateParams, dev) -> dict:

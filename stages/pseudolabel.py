@@ -37,9 +37,9 @@ import typer
 
 from stages._ui import Track, console, friendly_errors, no_track, rich_track
 from vat.config import CommonParams, load_common, load_section
-from vat.datasets import resolve_device, same_size_batches, to_tensor
+from vat.datasets import resolve_device
 from vat.errors import DataError
-from vat.io import atomic_dir, atomic_path, load_rgb, write_json
+from vat.io import atomic_dir, atomic_path, write_json
 from vat.manifest import Manifest, Record, read_manifest
 from vat.seeding import item_seed
 
@@ -142,19 +142,18 @@ def _write(rows, to_table, name: str, tmp: Path, schema=None) -> None:
 
 def _predict(detector, records: list[Record], params, dev, batch, track, label: str):
     """D with per-box features on each record's image, in order."""
-    out = []
-    groups = list(same_size_batches(records, batch))
-    for group in track(groups, f"pseudolabel: D({label})", len(groups)):
-        x = torch.stack([to_tensor(load_rgb(r.path)) for r in group]).to(dev)  # (B, 3, H, W)
-        out += detector.predict(x, conf=params.conf, iou=params.nms_iou)
-    return out
+    from vat.evaluation import run_records
+
+    batches = run_records(lambda x: detector.predict(x, conf=params.conf, iou=params.nms_iou), records, batch,
+                          dev, track, f"pseudolabel: D({label})")  # fmt: skip
+    return [d for dets in batches for d in dets]
 
 
 def _detect(common, params, clean, role, low, rest, models, tmp, dev, batch, track) -> dict:
-    from vat.models.detector import FrozenDetector
+    from vat.evaluation import load_vision_model
     from vat.pseudolabels import BOX_SCHEMA, Candidates, match_truth, merge
 
-    det = FrozenDetector(models / "detector.pt", device=dev)
+    det = load_vision_model(common.task, models, clean.classes, dev)
     deg_recs = role["degraded"]
     on_low = _predict(det, [low[r.image_id] for r in deg_recs], params, dev, batch, track, "I_LQ")
     on_rest = _predict(det, [rest[r.image_id] for r in deg_recs], params, dev, batch, track, "I_R")
@@ -286,20 +285,15 @@ def _quality(truth_rows) -> dict:
 def _classify(common, params, clean, role, low, rest, models, tmp, dev, batch, track) -> dict:
     from sklearn.metrics import roc_auc_score
 
-    from stages.evaluate import _load_model
+    from vat.evaluation import load_vision_model, run_records
     from vat.pseudolabels import LABEL_SCHEMA
 
-    clf = _load_model(common, models, dev)
+    clf = load_vision_model(common.task, models, clean.classes, dev)
 
     def predict(records, label):
-        probs, feats = [], []
-        groups = list(same_size_batches(records, batch))
-        for group in track(groups, f"pseudolabel: D({label})", len(groups)):
-            x = torch.stack([to_tensor(load_rgb(r.path)) for r in group]).to(dev)
-            p = clf.predict(x)
-            probs.append(p.probs.cpu().numpy())
-            feats.append(p.features.cpu().numpy())
-        return np.concatenate(probs), np.concatenate(feats).astype(np.float32)
+        outs = run_records(clf.predict, records, batch, dev, track, f"pseudolabel: D({label})")
+        probs = np.concatenate([p.probs.cpu().numpy() for p in outs])
+        return probs, np.concatenate([p.features.cpu().numpy() for p in outs]).astype(np.float32)
 
     deg = role["degraded"]
     p_low, f_low = predict([low[r.image_id] for r in deg], "I_LQ")

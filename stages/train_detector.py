@@ -73,9 +73,9 @@ def run(
     dev = resolve_device(device)
     with atomic_dir(out) as tmp:
         if common.task == "classify":
-            metrics = _classifier(common, params, clean, tmp, out, dev, track)
+            metrics = _classifier(common, params, clean, tmp, dev, track)
         else:
-            metrics = _detector(common, params, clean, tmp, out, dev, track)
+            metrics = _detector(common, params, clean, tmp, dev, track)
     reports.mkdir(parents=True, exist_ok=True)
     write_json(metrics, reports / "metrics.json")
     return metrics
@@ -84,7 +84,7 @@ def run(
 # ---------------------------------------------------------------------------- detection
 
 
-def _detector(common, params, clean: Manifest, tmp: Path, out: Path, dev, track) -> dict:
+def _detector(common, params, clean: Manifest, tmp: Path, dev, track) -> dict:
     from vat.evaluation import detection_map
     from vat.models.detector import FrozenDetector, save_detector
 
@@ -203,7 +203,7 @@ def _history(path: Path) -> list[dict]:
 # ----------------------------------------------------------------------- classification
 
 
-def _classifier(common, params, clean: Manifest, tmp: Path, out: Path, dev, track) -> dict:
+def _classifier(common, params, clean: Manifest, tmp: Path, dev, track) -> dict:
     from vat.models.classifier import (
         CLIPClassifier,
         SmallCNN,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,7 +19,45 @@ EVAL_CONF = 0.001
 EVAL_IOU = 0.7
 
 
+def load_vision_model(task: str, models: Path, classes: list[str], device: torch.device | str = "cpu"):
+    """The frozen D that the train_detector stage left in ``models``.
+
+    Detection: ``detector.pt``. Classification: ``classifier.json`` (a CLIP spec) or
+    ``classifier.pt`` (a small CNN).
+    """
+    if task != "classify":
+        from vat.models.detector import FrozenDetector
+
+        return FrozenDetector(models / "detector.pt", device=device)
+    from vat.models.classifier import CLIPClassifier, TorchClassifier
+
+    if (models / "classifier.json").is_file():
+        spec = json.loads((models / "classifier.json").read_text())
+        return CLIPClassifier(spec["model"], classes, weights=spec["weights"], prompts=spec["prompts"],
+                              device=device)  # fmt: skip
+    return TorchClassifier.load(models / "classifier.pt", device=device)
+
+
 @torch.no_grad()
+def run_records(
+    predict: Callable[[torch.Tensor], list],
+    records: Sequence[Record],
+    batch: int = 16,
+    device: torch.device | str = "cpu",
+    track: Callable[[Iterable, str, int | None], Iterable] | None = None,
+    label: str = "detect",
+) -> list:
+    """``predict`` on each record's image, batching consecutive same-size images; results in order."""
+    groups = list(same_size_batches(records, batch))
+    if track is not None:
+        groups = track(groups, label, len(groups))
+    out = []
+    for group in groups:
+        x = torch.stack([to_tensor(load_rgb(r.path)) for r in group]).to(device)  # (B, 3, H, W)
+        out.append(predict(x))
+    return out
+
+
 def predict_records(
     detector,
     records: Sequence[Record],
@@ -28,15 +68,12 @@ def predict_records(
     track: Callable[[Iterable, str, int | None], Iterable] | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """D's detections on each record's image: (boxes (N, 4), scores (N,), classes (N,)) in order."""
-    groups = list(same_size_batches(records, batch))
-    if track is not None:
-        groups = track(groups, "detect", len(groups))
-    out = []
-    for group in groups:
-        x = torch.stack([to_tensor(load_rgb(r.path)) for r in group]).to(device)  # (B, 3, H, W)
-        for d in detector.predict(x, conf=conf, iou=iou):
-            out.append((d.boxes.cpu().numpy(), d.scores.cpu().numpy(), d.classes.cpu().numpy()))
-    return out
+    batches = run_records(lambda x: detector.predict(x, conf=conf, iou=iou), records, batch, device, track)
+    return [
+        (d.boxes.cpu().numpy(), d.scores.cpu().numpy(), d.classes.cpu().numpy())
+        for dets in batches
+        for d in dets
+    ]
 
 
 def detection_map(
