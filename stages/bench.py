@@ -143,3 +143,100 @@ def nuq_command(
     out = out or REPORTS / f"nuq-{dev.type}.json"
     write_json(result, out)
     console.print(f"nuq: {result} -> {out}")
+
+
+def _label(row: dict) -> str:
+    opts = [k for k in ("bf16", "channels_last", "compile", "checkpoint") if row.get(k)]
+    return f"{row['translator']} {row['pipeline']} b{row['batch']} " + ("+".join(opts) or "eager fp32")
+
+
+def train_table(result: dict) -> str:
+    """Markdown: one row per configuration, with the ratio to the first (plain eager) row."""
+    rows = result["rows"]
+    base = next((r for r in rows if "images_per_s" in r), None)
+    lines = [
+        f"# One VaT training step on {result['device']} ({rows[0]['size']} px)",
+        "",
+        "| configuration | img/s | x plain eager | step ms | peak GiB | warm-up s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if "images_per_s" not in r:
+            lines.append(f"| {_label(r)} | {r.get('error') or 'out of memory'} | | | | |")
+            continue
+        ratio = r["images_per_s"] / base["images_per_s"] if base else float("nan")
+        lines.append(f"| {_label(r)} | {r['images_per_s']:.2f} | {ratio:.2f} | {r['step_ms']:.1f} | "
+                     f"{r.get('peak_gib', '-')} | {r['warmup_s']} |")  # fmt: skip
+    for k, v in result.get("ratios", {}).items():
+        lines.append(f"\n{k}: {v}")
+    return "\n".join(lines) + "\n"
+
+
+@app.command("train")
+@friendly_errors
+def train_command(
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda"),
+    quick: bool = typer.Option(False, help="the small CPU suite even on a GPU"),
+    largest: bool = typer.Option(True, help="GPU: also find the largest batch that fits (memory mode)"),
+    out: Path = typer.Option(None, help="folder for the numbers (default reports/bench)"),
+) -> None:
+    """Images/s and peak memory of one training step: cached vs per-step pipeline, each speed option.
+
+    GPU: 512 px, batch 4, vat-w16 and vat-w48, frozen YOLOv3u. CPU: 128 px, batch 2, vat-w4.
+    Everything in one run, so the ratios hold. Writes train-<device>.json and .md.
+    """
+    from dataclasses import asdict, replace
+
+    from vat.bench_train import BenchConfig, bench_train, release, suite
+    from vat.datasets import resolve_device
+
+    dev = resolve_device(device)
+    tag = "cpu" if dev.type != "cuda" else torch_name(dev)
+    out = out or REPORTS
+    json_path, md_path = out / f"train-{tag}.json", out / f"train-{tag}.md"
+    result = {"device": tag, "machine": machine(), "rows": []}
+
+    def record(row: dict) -> None:
+        result["rows"].append(row)
+        write_json(result, json_path)  # after every row: a run cut short keeps what it measured
+        status = (
+            "out of memory"
+            if row["oom"]
+            else f"{row['images_per_s']:.2f} img/s, {row.get('peak_gib', '-')} GiB"
+        )
+        console.print(f"bench train: {_label(row):60s} {status}")
+
+    for cfg in suite(dev, quick):
+        try:
+            row = bench_train(cfg, dev)
+        except Exception as e:  # a mode that fails here (a compiler error, say) is reported, not fatal
+            row = asdict(cfg) | {"oom": False, "error": f"{type(e).__name__}: {str(e)[:300]}"}
+        release(dev)
+        record(row)
+    if largest and dev.type == "cuda" and not quick:
+        mem = BenchConfig(**asdict(BenchConfig()) | {"bf16": True, "channels_last": True, "checkpoint": True})
+        batch = 8
+        while batch <= 512:
+            row = bench_train(replace(mem, batch=batch, steps=5, warmup=2), dev)
+            release(dev)
+            record(row)
+            if "images_per_s" not in row:
+                break
+            batch *= 2
+    ok = {(_label(r)): r["images_per_s"] for r in result["rows"] if "images_per_s" in r}
+    ratios = {}
+    for r in result["rows"]:
+        if r["pipeline"] == "per_step" and "images_per_s" in r:
+            twin = _label(r | {"pipeline": "cached"})
+            if twin in ok:
+                ratios[f"cached / per-step ({twin})"] = round(ok[twin] / r["images_per_s"], 2)
+    result["ratios"] = ratios
+    write_json(result, json_path)
+    md_path.write_text(train_table(result))
+    console.print(f"bench train -> {json_path}, {md_path}")
+
+
+def torch_name(device) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(device).replace(" ", "-").replace("/", "-")

@@ -14,8 +14,10 @@ from stages import (
     profile,
     pseudolabel,
     restore,
+    train,
     train_detector,
     train_restorer,
+    translate,
 )
 
 app = typer.Typer(
@@ -25,7 +27,7 @@ app = typer.Typer(
         "Each stage command reads params.yaml (its own section plus `common`) and writes "
         "data/<stage>/ and reports/<stage>/. `dvc repro` runs them in order; run one alone "
         "to inspect it. Pipeline: prepare -> degrade -> train_restorer -> restore, "
-        "train_detector -> pseudolabel, evaluate. `vat browse` opens the pseudo-labels in the "
+        "train_detector -> pseudolabel -> train -> evaluate. `vat browse` opens the pseudo-labels in the "
         "FiftyOne app."
     ),
     no_args_is_help=True,
@@ -38,7 +40,9 @@ app.command("train_restorer")(train_restorer.command)
 app.command("restore")(restore.command)
 app.command("train_detector")(train_detector.command)
 app.command("pseudolabel")(pseudolabel.command)
+app.command("train")(train.command)
 app.command("evaluate")(evaluate.command)
+app.command("translate")(translate.command)
 app.command("browse")(browse.command)
 app.command("profile")(profile.command)
 app.add_typer(bench.app, name="bench")

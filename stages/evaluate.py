@@ -1,12 +1,14 @@
 """evaluate: D's score on the test split for every method, one table.
 
-Rows so far: D on clean images (the upper bound), Vanilla D(I_LQ) and the restorer
-baseline D(R(I_LQ)) (the paper's Tables 1 and 3 rows "YOLO" and "R + YOLO").
+Rows: D on clean images (the upper bound), Vanilla D(I_LQ), the restorer baseline
+D(R(I_LQ)) (the paper's Tables 1 and 3 rows "YOLO" and "R + YOLO"), and VaT
+D(T_A(G(I_R, I_LQ))) with the translator the train stage selected on the val split and
+with its last epoch's (the paper's row "R + VaT + YOLO").
 Detection: per-class AP@0.5 and mAP with the interpolation named in params;
 classification: accuracy. Ground truth is used here and only here.
 
 Reads:   params.yaml [common, evaluate]; data/prepare/, data/degrade/, data/restore/,
-         data/train_detector/
+         data/train_detector/, data/train/ (translator.pt, last.pt)
 Writes:  reports/evaluate/metrics.json   one entry per method: mAP@0.5 (or accuracy), per class
          reports/evaluate/table.md       the same as a Markdown table
 """
@@ -35,6 +37,7 @@ DEGRADED = Path("data/degrade/manifest.parquet")
 RESTORED = Path("data/restore/manifest.parquet")
 MODELS = Path("data/train_detector")
 RESTORER = Path("data/train_restorer/restorer.json")
+TRANSLATORS = Path("data/train")
 REPORTS = Path("reports/evaluate")
 
 
@@ -46,13 +49,18 @@ class EvaluateParams:
     interpolation: Literal["voc07_11point", "voc_all_point", "coco_101point"]  # AP interpolation
 
 
-def methods(restorer_arch: str) -> dict[str, Path]:
-    """Method name -> manifest of the images D sees."""
-    return {
+def methods(restorer_arch: str, translators: Path = TRANSLATORS) -> dict[str, Path | tuple[Path, Path]]:
+    """Method name -> the images D sees: a manifest, or (translator file, restored manifest)
+    for a translator run on the degraded images and their restorations."""
+    rows: dict[str, Path | tuple[Path, Path]] = {
         "Clean D(I_HQ)": CLEAN,
         "Vanilla D(I_LQ)": DEGRADED,
         f"Baseline D(R(I_LQ)), R={restorer_arch}": RESTORED,
     }
+    for name, file in (("VaT D(T_A(I_F)), val-selected", "translator.pt"), ("VaT, last epoch", "last.pt")):
+        if (translators / file).is_file():
+            rows[name] = (translators / file, RESTORED)
+    return rows
 
 
 def run(
@@ -76,6 +84,9 @@ def run(
     model = load_vision_model(common.task, models, truth.classes, dev)
     rows = {}
     for name, path in track(list(inputs.items()), "evaluate", len(inputs)):
+        if isinstance(path, tuple):
+            rows[name] = _score_translator(common, model, path, gt, truth, params, dev)
+            continue
         m = read_manifest(path)
         recs = [r for r in m.records if r.image_id in gt]
         if len(recs) != len(gt):
@@ -106,6 +117,32 @@ def _score(common, model, recs, truth_recs, truth: Manifest, params: EvaluatePar
     dets = predict_records(model, recs, device=dev)
     r = evaluate_detections([t.boxes for t in truth_recs], dets, truth.classes, 0.5, params.interpolation)
     return {"map50": round(r.map, 4), "ap50": {k: round(v, 4) for k, v in r.ap.items()}, "n_gt": r.n_gt}
+
+
+def _score_translator(common, model, spec: tuple[Path, Path], gt, truth: Manifest, params, dev) -> dict:
+    """D on T_A(G(I_R, I_LQ)) for the scored split's degraded images and their restorations."""
+    from vat.evaluation import EVAL_CONF, EVAL_IOU
+    from vat.metrics import evaluate_detections
+    from vat.models.translator import load_translator
+    from vat.translate import translate_pairs
+
+    if common.task == "classify":
+        raise DataError("evaluate: translator rows for the classification task are not built yet")
+    translator_path, restored_path = spec
+    translator, meta = load_translator(translator_path, dev)
+    low = {r.image_id: r for r in read_manifest(DEGRADED).records if r.image_id in gt}
+    rest = {r.image_id: r for r in read_manifest(restored_path).records if r.image_id in gt}
+    if len(low) != len(gt) or len(rest) != len(gt):
+        raise DataError(f"{DEGRADED} / {restored_path}: miss some of the {len(gt)} {params.split} images")
+    pairs = [(low[i], rest[i], gt[i]) for i in sorted(gt)]
+    dets, truth_boxes = [], []
+    for ps, res in translate_pairs(translator, pairs, dev):
+        for p, d in zip(ps, model.predict(res["out"], conf=EVAL_CONF, iou=EVAL_IOU), strict=True):
+            dets.append((d.boxes.cpu().numpy(), d.scores.cpu().numpy(), d.classes.cpu().numpy()))
+            truth_boxes.append(p[2].boxes)
+    r = evaluate_detections(truth_boxes, dets, truth.classes, 0.5, params.interpolation)
+    out = {"map50": round(r.map, 4), "ap50": {k: round(v, 4) for k, v in r.ap.items()}, "n_gt": r.n_gt}
+    return out | {"translator": str(translator_path), "epoch": meta.get("epoch")}
 
 
 def _table(result: dict, classes: list[str]) -> str:

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages import degrade, evaluate, prepare, pseudolabel, restore, train_detector, train_restorer
+from stages import degrade, evaluate, prepare, pseudolabel, restore, train, train_detector, train_restorer
 from stages import profile as profile_stage
 from vat.config import CommonParams, from_dict, load_section, merge, profile_params
 from vat.errors import ParamsError
@@ -33,6 +33,7 @@ STAGE_PARAMS = [
     (restore.RestoreParams, "restore"),
     (train_detector.TrainDetectorParams, "train_detector"),
     (pseudolabel.PseudolabelParams, "pseudolabel"),
+    (train.TrainParams, "train"),
     (evaluate.EvaluateParams, "evaluate"),
 ]
 

@@ -57,6 +57,8 @@ def test_dag_has_every_stage_in_order(repo):
         ("train_detector", "evaluate"),
         ("restore", "pseudolabel"),
         ("train_detector", "pseudolabel"),
+        ("pseudolabel", "train"),
+        ("train", "evaluate"),
     ]:
         assert f'"{edge[0]}" -> "{edge[1]}";' in dag
 
@@ -91,7 +93,13 @@ def test_models_and_evaluation_are_written(repo):
     tr = json.loads((dst / "reports/train_restorer/metrics.json").read_text())
     assert tr["trained"] and len(tr["history"]) == 1 and tr["images"] == 8
     ev = json.loads((dst / "reports/evaluate/metrics.json").read_text())
-    assert ev["images"] == 8 and len(ev["methods"]) == 3
+    assert ev["images"] == 8 and len(ev["methods"]) == 5
+    assert {"VaT D(T_A(I_F)), val-selected", "VaT, last epoch"} <= set(ev["methods"])
+    t = json.loads((dst / "reports/train/metrics.json").read_text())
+    assert t["steps"] == 2 * 6 and len(t["val"]) == 2 and t["selected"]["selected"] == "val"
+    assert (dst / "data/train/translator.pt").is_file() and (dst / "data/train/last.pt").is_file()
+    assert (dst / "reports/train/live/plots/metrics/train/total.tsv").is_file()
+    assert not (dst / "data/train.resume").exists()
     assert all(0 <= m["map50"] <= 1 for m in ev["methods"].values())
     assert "| Vanilla D(I_LQ) |" in (dst / "reports/evaluate/table.md").read_text()
     pl = json.loads((dst / "reports/pseudolabel/metrics.json").read_text())

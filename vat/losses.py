@@ -68,6 +68,35 @@ by default:
 Table 4's ablations: ``use_cycle=False`` ("w/o L_cyc": T_B is never called, the cycle term is
 a constant 0 outside the graph), ``use_mle=False`` ("w/o L_mle": L_mle is a constant 0 and D
 is never called), ``mixup`` none / plain / uncertainty (the last two rows).
+
+Distributed training (DDP, :mod:`vat.distributed`). D's detection loss of a batch is not the
+mean of per-shard losses (ultralytics normalises by the batch's target-score sum and scales
+by the batch size), so averaging per-rank losses would train on something else than the
+single-process loss. With ``gather`` (:func:`vat.distributed.all_gather_cat`) and ``shard``
+(:func:`vat.distributed.shard`) the loss is exact instead. The contract, for a global batch
+of ``B_g = W * B_l`` pairs split into ``W`` equal contiguous shards:
+
+- ``i_f`` / ``i_hq`` are this rank's ``B_l`` images; the labels (targets, soft labels and
+  their weights) and the keep masks are the *global* batch's, identical on every rank.
+- ``generator`` is seeded identically on every rank; ``lam`` is drawn for all ``B_g`` pairs,
+  so every rank sees the same draws and mixes its images with ``lam[shard]``; the returned
+  ``lam`` is the global (B_g,) tensor.
+- L_cyc stays this rank's mean; DDP's gradient averaging over equal shards makes it the
+  global mean.
+- Each supervised term (clean, mix, gate flow) runs T_A on *all* local images (no selection
+  before T_A), gathers the result (the gate flow: the mixed images) to the global batch,
+  selects the kept images there and calls D's loss on that global tensor. Every rank thus
+  computes the same global L_mle; the gather's backward gives each rank's slice its
+  gradient summed over the ranks (``W`` times), which DDP's averaging divides back, so the
+  averaged gradient is the single-process gradient of ``cycle_weight * L_cyc + mle_weight
+  * L_mle`` on the global batch. The value to log is the mean over ranks of ``total``.
+- ``gather`` is called the same number of times, in the same order, on every rank (it
+  depends on ``cfg`` and the global masks only), so the collectives always match; a rank
+  none of whose images is kept still gathers. A term with no kept image in the whole global
+  batch gathers nothing on any rank.
+- Cost: D runs on the global batch's kept images on every rank (``W`` times the
+  single-process work of D, and its activations for ``B_g`` images), and each term sends
+  ``B_g`` images over the network and their gradients back.
 """
 
 from __future__ import annotations
@@ -88,6 +117,7 @@ __all__ = [
     "cycle_loss",
     "draw_lambda",
     "mix_images",
+    "mix_targets",
     "mix",
     "mix_soft_labels",
     "has_boxes",
@@ -209,24 +239,18 @@ def _target(t: Mapping[str, Tensor], i: int) -> tuple[Tensor, Tensor, Tensor]:
     return boxes, classes, weights
 
 
-def mix(
-    i_f: Tensor, i_hq: Tensor, targets_lq: TargetList, targets_hq: TargetList, lam: float | Tensor
-) -> tuple[Tensor, list[dict[str, Tensor]]]:
-    """Eq. 7 for detection: ``(I_mix, Y_mix)``.
+def mix_targets(
+    targets_lq: TargetList, targets_hq: TargetList, lam: float | Tensor
+) -> list[dict[str, Tensor]]:
+    """The label half of Eq. 7 for detection: ``Y_mix``, one dict per pair.
 
-    ``targets_*``: one dict per image, ``boxes`` (M, 4) pixel xyxy, ``classes`` (M,) and
-    optional ``weights`` (M,) (the pseudo-labels' confidence weights; absent = 1). ``Y_mix``
-    holds, per image, the degraded boxes with weights ``lam * w`` followed by the clean
-    boxes with weights ``(1 - lam) * w``; a box of weight 0 keeps weight 0 (removed).
-    ``lam``: a scalar or (B,); the weights never carry a gradient.
+    Per pair, the degraded boxes with weights ``lam * w`` followed by the clean boxes with
+    weights ``(1 - lam) * w`` (see :func:`mix`); ``lam``: a scalar or one per pair (B,).
     """
-    i_mix = mix_images(i_f, i_hq, lam)
-    b = i_f.shape[0]
-    if len(targets_lq) != b or len(targets_hq) != b:
-        raise ValueError(
-            f"{len(targets_lq)} degraded and {len(targets_hq)} clean targets for {b} image pairs"
-        )
-    lam_t = _as_lambda(lam, b, i_f.device)
+    b = len(targets_lq)
+    if len(targets_hq) != b:
+        raise ValueError(f"{b} degraded and {len(targets_hq)} clean targets: they must pair up")
+    lam_t = _as_lambda(lam, b, lam.device if isinstance(lam, Tensor) else torch.device("cpu"))
     out = []
     for i, (t_lq, t_hq) in enumerate(zip(targets_lq, targets_hq, strict=True)):
         b_lq, c_lq, w_lq = _target(t_lq, i)
@@ -240,7 +264,27 @@ def mix(
                 "weights": torch.cat([w_lq * lam_i, w_hq.to(dev) * (1 - lam_i)]),
             }
         )
-    return i_mix, out
+    return out
+
+
+def mix(
+    i_f: Tensor, i_hq: Tensor, targets_lq: TargetList, targets_hq: TargetList, lam: float | Tensor
+) -> tuple[Tensor, list[dict[str, Tensor]]]:
+    """Eq. 7 for detection: ``(I_mix, Y_mix)`` = ``(mix_images(...), mix_targets(...))``.
+
+    ``targets_*``: one dict per image, ``boxes`` (M, 4) pixel xyxy, ``classes`` (M,) and
+    optional ``weights`` (M,) (the pseudo-labels' confidence weights; absent = 1). ``Y_mix``
+    holds, per image, the degraded boxes with weights ``lam * w`` followed by the clean
+    boxes with weights ``(1 - lam) * w``; a box of weight 0 keeps weight 0 (removed).
+    ``lam``: a scalar or (B,); the weights never carry a gradient.
+    """
+    i_mix = mix_images(i_f, i_hq, lam)
+    b = i_f.shape[0]
+    if len(targets_lq) != b or len(targets_hq) != b:
+        raise ValueError(
+            f"{len(targets_lq)} degraded and {len(targets_hq)} clean targets for {b} image pairs"
+        )
+    return i_mix, mix_targets(targets_lq, targets_hq, _as_lambda(lam, b, i_f.device))
 
 
 def has_boxes(targets: TargetList) -> Tensor:
@@ -311,6 +355,7 @@ class _Task(Protocol):
     def take(self, labels: Any, idx: Tensor) -> Any: ...
     def unit(self, labels: Any) -> Any: ...
     def mix(self, i_f: Tensor, i_hq: Tensor, y_lq: Any, y_hq: Any, lam: Tensor) -> tuple[Tensor, Any]: ...
+    def mix_labels(self, y_lq: Any, y_hq: Any, lam: Tensor) -> Any: ...
     def loss(self, images: Tensor, labels: Any) -> Tensor: ...
 
 
@@ -330,6 +375,9 @@ class _Detection:
 
     def mix(self, i_f, i_hq, y_lq, y_hq, lam):
         return mix(i_f, i_hq, y_lq, y_hq, lam)
+
+    def mix_labels(self, y_lq: TargetList, y_hq: TargetList, lam: Tensor) -> list:
+        return mix_targets(y_lq, y_hq, lam)
 
     def loss(self, images: Tensor, labels: TargetList) -> Tensor:
         return self.detector.loss(images, list(labels))[0]
@@ -351,6 +399,10 @@ class _Classification:
         (p_lq, w_lq), (p_hq, w_hq) = y_lq, y_hq
         return mix_images(i_f, i_hq, lam), mix_soft_labels(p_lq, p_hq, w_lq, w_hq, lam.to(p_lq.device))
 
+    def mix_labels(self, y_lq, y_hq, lam):
+        (p_lq, w_lq), (p_hq, w_hq) = y_lq, y_hq
+        return mix_soft_labels(p_lq, p_hq, w_lq, w_hq, lam.to(p_lq.device))
+
     def loss(self, images: Tensor, labels: tuple[Tensor, Tensor]) -> Tensor:
         y, w = labels
         return self.classifier.loss(images, y, w)
@@ -368,51 +420,204 @@ def _vat(
     keep_hq: Tensor,
     cfg: LossConfig,
     generator: torch.Generator | None,
+    *,
+    gather: Callable[[Tensor], Tensor] | None = None,
+    shard: slice | None = None,
 ) -> dict[str, Tensor]:
     if i_f.shape != i_hq.shape:
         raise ValueError(f"I_F {tuple(i_f.shape)} and I_HQ {tuple(i_hq.shape)} must have the same shape")
+    if gather is not None:
+        return _vat_sharded(
+            task, t_a, t_b, i_f, i_hq, y_lq, y_hq, keep_lq, keep_hq, cfg, generator, gather, shard
+        )
     b, dev = i_f.shape[0], i_f.device
     const0 = torch.zeros((), device=dev)
     lam = torch.ones(b, device=dev)
+    cycle = mle_clean = mle_mix = mle_gate = const0
+    idx_hq = keep_hq.nonzero().flatten() if cfg.use_mle else keep_hq.new_zeros(0, dtype=torch.long)
+    idx_lq = keep_lq.nonzero().flatten() if cfg.use_mle else keep_lq.new_zeros(0, dtype=torch.long)
+    if cfg.use_mle and cfg.mixup != "none":
+        if generator is None:
+            raise ValueError(f"mixup={cfg.mixup!r} draws lam: pass a torch.Generator")
+        lam = draw_lambda(b, cfg.alpha, generator, cfg.fold_lambda).to(dev)
 
-    a_f = None
-    cycle = const0
+    # Every T_A input that does not depend on another T output goes through ONE call (and T_B's
+    # two inputs through one): T_A(I_F), T_A(I_HQ) of the kept clean images, T_A(I_mix). The
+    # translator works per image, so this is the separate calls' result with fewer, larger
+    # kernels (3 translator calls a step instead of 5).
+    direct = labels = None
+    inputs: dict[str, Tensor] = {}
     if cfg.use_cycle:
-        cycle, a_f = _cycle(i_f, i_hq, t_a, t_b)
+        inputs["f"] = i_f
+    if idx_hq.numel():
+        inputs["hq"] = _take(i_hq, idx_hq)
+    if idx_lq.numel():
+        if cfg.mixup == "none":
+            direct, labels = _take(i_f, idx_lq), task.take(task.unit(y_lq), idx_lq)
+            if not cfg.use_cycle:
+                inputs["direct"] = direct
+        else:
+            if cfg.mixup == "plain":
+                y_lq, y_hq = task.unit(y_lq), task.unit(y_hq)
+            direct, labels = task.mix(
+                _take(i_f, idx_lq), _take(i_hq, idx_lq), task.take(y_lq, idx_lq), task.take(y_hq, idx_lq),
+                lam[idx_lq],
+            )  # fmt: skip
+            inputs["direct"] = direct
+    outs: dict[str, Tensor] = {}
+    if inputs:
+        sizes = [x.shape[0] for x in inputs.values()]
+        batched = t_a(torch.cat(list(inputs.values())) if len(inputs) > 1 else next(iter(inputs.values())))
+        outs = dict(zip(inputs, batched.split(sizes), strict=True))
 
-    mle_clean = mle_mix = mle_gate = const0
+    if cfg.use_cycle:
+        a_f = outs["f"]
+        back = t_b(torch.cat([a_f, i_hq]))  # T_B(T_A(I_F)) and T_B(I_HQ)
+        back_f, b_hq = back[:b], back[b:]
+        back_hq = t_a(b_hq)
+        for name, x, y in (("T_B(T_A(I_F))", back_f, i_f), ("T_A(T_B(I_HQ))", back_hq, i_hq)):
+            if x.shape != y.shape:
+                raise ValueError(f"{name} has shape {tuple(x.shape)}, its input {tuple(y.shape)}")
+        cycle = (i_f - back_f).abs().mean() + (i_hq - back_hq).abs().mean()
+
     if cfg.use_mle:
 
         def zero() -> Tensor:  # an empty term: 0 on the translator's (and gate's) graph
             return _graph_zero(t_a, i_f).to(dev)
 
         # Clean term (Eq. 8, first): T_A(I_HQ) against Y_HQ, clean images with a pseudo-box only.
-        idx = keep_hq.nonzero().flatten()
-        if idx.numel():
+        if idx_hq.numel():
             y_clean = y_hq if cfg.clean_weights else task.unit(y_hq)
-            mle_clean = task.loss(t_a(_take(i_hq, idx)), task.take(y_clean, idx))
+            mle_clean = task.loss(outs["hq"], task.take(y_clean, idx_hq))
         else:
             mle_clean = zero()
         # Mix term (Eq. 8, second), pairs whose degraded image has a pseudo-box only.
-        if cfg.mixup != "none":
-            if generator is None:
-                raise ValueError(f"mixup={cfg.mixup!r} draws lam: pass a torch.Generator")
-            lam = draw_lambda(b, cfg.alpha, generator, cfg.fold_lambda).to(dev)
-        idx = keep_lq.nonzero().flatten()
-        if idx.numel():
-            if cfg.mixup == "none":
-                direct, labels = _take(i_f, idx), task.take(task.unit(y_lq), idx)
-                translated = _take(a_f, idx) if a_f is not None else t_a(direct)
+        if idx_lq.numel():
+            if cfg.mixup == "none" and cfg.use_cycle:
+                translated = _take(outs["f"], idx_lq)  # reuses the cycle term's T_A(I_F)
             else:
-                if cfg.mixup == "plain":
-                    y_lq, y_hq = task.unit(y_lq), task.unit(y_hq)
-                direct, labels = task.mix(
-                    _take(i_f, idx), _take(i_hq, idx), task.take(y_lq, idx), task.take(y_hq, idx), lam[idx]
-                )
-                translated = t_a(direct)
+                translated = outs["direct"]
             mle_mix = task.loss(translated, labels)
             if cfg.gate_flow:
                 mle_gate = task.loss(direct, labels)
+        else:
+            mle_mix = zero()
+            if cfg.gate_flow:
+                mle_gate = zero()
+    mle = mle_clean + mle_mix + mle_gate
+    total = cfg.cycle_weight * cycle + cfg.mle_weight * mle
+    return {
+        "total": total,
+        "cycle": cycle,
+        "mle": mle,
+        "mle_clean": mle_clean,
+        "mle_mix": mle_mix,
+        "mle_gate": mle_gate,
+        "lam": lam,
+    }
+
+
+def _check_shard(gather: Any, shard: slice | None, b_local: int, b_global: int) -> None:
+    """``gather`` and ``shard`` come together; ``shard`` is this rank's ``b_local`` rows of ``b_global``."""
+    if gather is None and shard is None:
+        return
+    if gather is None or shard is None:
+        raise ValueError("gather and shard go together: pass both (distributed) or neither")
+    if not isinstance(shard, slice) or shard.step not in (None, 1):
+        raise ValueError(f"shard must be a contiguous slice, got {shard!r}")
+    start, stop = shard.start or 0, shard.stop
+    if stop is None or not (0 <= start <= stop <= b_global) or stop - start != b_local:
+        raise ValueError(
+            f"shard {shard!r} is not {b_local} rows of a global batch of {b_global} "
+            f"(the local images) within the labels"
+        )
+
+
+def _label_batch(i_f: Tensor, n_labels: int, gather: Any, shard: slice | None) -> int:
+    """The batch size the labels and masks must have: B (single process) or B_g (distributed)."""
+    b = i_f.shape[0]
+    if gather is None and shard is None:
+        return b
+    _check_shard(gather, shard, b, n_labels)
+    return n_labels
+
+
+def _vat_sharded(
+    task: _Task,
+    t_a: Translator,
+    t_b: Translator,
+    i_f: Tensor,
+    i_hq: Tensor,
+    y_lq: Any,
+    y_hq: Any,
+    keep_lq: Tensor,
+    keep_hq: Tensor,
+    cfg: LossConfig,
+    generator: torch.Generator | None,
+    gather: Callable[[Tensor], Tensor],
+    shard: slice | None,
+) -> dict[str, Tensor]:
+    """:func:`_vat` on this rank's images and the global batch's labels (see the module docstring).
+
+    T_A runs on every local image; its outputs are gathered to the global batch, where the
+    kept images are selected and scored, so the supervised terms equal the single-process
+    ones. The number and order of ``gather`` calls depend on ``cfg`` and the *global* masks
+    only, identical on every rank, so the collectives always match.
+    """
+    b_l, b_g, dev = i_f.shape[0], keep_lq.shape[0], i_f.device
+    _check_shard(gather, shard, b_l, b_g)
+    assert shard is not None
+    const0 = torch.zeros((), device=dev)
+    lam = torch.ones(b_g, device=dev)
+
+    a_f = None
+    cycle = const0
+    if cfg.use_cycle:  # a local mean: DDP's averaging over equal shards makes it the global mean
+        cycle, a_f = _cycle(i_f, i_hq, t_a, t_b)
+
+    mle_clean = mle_mix = mle_gate = const0
+    if cfg.use_mle:
+
+        def zero() -> Tensor:
+            return _graph_zero(t_a, i_f).to(dev)
+
+        def gathered(x: Tensor) -> Tensor:
+            out = gather(x)
+            if out.shape[0] != b_g or out.shape[1:] != x.shape[1:]:
+                raise ValueError(
+                    f"gather turned {tuple(x.shape)} into {tuple(out.shape)}; expected {b_g} rows "
+                    f"(the global batch of the labels)"
+                )
+            return out
+
+        # Clean term: T_A on every local clean image, gathered, then the kept ones.
+        idx = keep_hq.nonzero().flatten()
+        if idx.numel():
+            y_clean = y_hq if cfg.clean_weights else task.unit(y_hq)
+            mle_clean = task.loss(_take(gathered(t_a(i_hq)), idx), task.take(y_clean, idx))
+        else:
+            mle_clean = zero()
+        # Mix term: lam for the global batch (same generator state on every rank), this
+        # rank's share mixes its images, the labels are mixed globally.
+        if cfg.mixup != "none":
+            if generator is None:
+                raise ValueError(f"mixup={cfg.mixup!r} draws lam: pass a torch.Generator")
+            lam = draw_lambda(b_g, cfg.alpha, generator, cfg.fold_lambda).to(dev)
+        idx = keep_lq.nonzero().flatten()
+        if idx.numel():
+            if cfg.mixup == "none":
+                direct, labels = i_f, task.unit(y_lq)
+                translated = a_f if a_f is not None else t_a(direct)
+            else:
+                if cfg.mixup == "plain":
+                    y_lq, y_hq = task.unit(y_lq), task.unit(y_hq)
+                direct = mix_images(i_f, i_hq, lam[shard])
+                labels = task.mix_labels(y_lq, y_hq, lam)
+                translated = t_a(direct)
+            labels = task.take(labels, idx)
+            mle_mix = task.loss(_take(gathered(translated), idx), labels)
+            if cfg.gate_flow:
+                mle_gate = task.loss(_take(gathered(direct), idx), labels)
         else:
             mle_mix = zero()
             if cfg.gate_flow:
@@ -442,6 +647,9 @@ def vat_loss(
     generator: torch.Generator | None,
     has_boxes_lq: Tensor | None = None,
     has_boxes_hq: Tensor | None = None,
+    *,
+    gather: Callable[[Tensor], Tensor] | None = None,
+    shard: slice | None = None,
 ) -> dict[str, Tensor]:
     """The VaT loss for detection, ``L = cycle_weight * L_cyc + mle_weight * L_mle``.
 
@@ -456,9 +664,20 @@ def vat_loss(
     Returns ``total`` (backpropagate this), the unweighted terms ``cycle``, ``mle`` =
     ``mle_clean + mle_mix + mle_gate`` (``mle_gate`` is 0 unless ``gate_flow``), and ``lam``
     (B,), the weight of I_F in each pair's mix (1 when no lam was drawn).
+
+    Distributed (DDP, one process per shard of a global batch of ``B_g = W * B_l`` pairs;
+    see the module docstring): pass ``gather`` (:func:`vat.distributed.all_gather_cat`) and
+    ``shard`` (:func:`vat.distributed.shard`, this rank's rows of the global batch). Then
+    ``i_f`` / ``i_hq`` are this rank's ``B_l`` images, while ``targets_*`` and
+    ``has_boxes_*`` are the *global* batch's (``B_g``), identical on every rank, and
+    ``generator`` must be in the same state on every rank. ``cycle`` is this rank's mean,
+    ``mle`` the global batch's (the same on every rank), ``lam`` is (B_g,). Backpropagating
+    ``total`` on every rank under DDP gives the gradient of one process on the global batch.
+    The loss must run inside the DDP-wrapped module's ``forward`` (DDP only synchronises
+    gradients of a backward that follows its own forward).
     """
     _check_frozen(detector, "detector")
-    b = i_f.shape[0]
+    b = _label_batch(i_f, len(targets_lq), gather, shard)
     if len(targets_lq) != b or len(targets_hq) != b:
         raise ValueError(
             f"{len(targets_lq)} degraded and {len(targets_hq)} clean targets for {b} image pairs"
@@ -466,7 +685,19 @@ def vat_loss(
     keep_lq = _mask(has_boxes_lq, has_boxes(targets_lq), b, "has_boxes_lq", i_f.device)
     keep_hq = _mask(has_boxes_hq, has_boxes(targets_hq), b, "has_boxes_hq", i_f.device)
     return _vat(
-        _Detection(detector), t_a, t_b, i_f, i_hq, targets_lq, targets_hq, keep_lq, keep_hq, cfg, generator
+        _Detection(detector),
+        t_a,
+        t_b,
+        i_f,
+        i_hq,
+        targets_lq,
+        targets_hq,
+        keep_lq,
+        keep_hq,
+        cfg,
+        generator,
+        gather=gather,
+        shard=shard,
     )
 
 
@@ -482,6 +713,9 @@ def vat_loss_classify(
     generator: torch.Generator | None,
     weights_lq: Tensor | None = None,
     weights_hq: Tensor | None = None,
+    *,
+    gather: Callable[[Tensor], Tensor] | None = None,
+    shard: slice | None = None,
 ) -> dict[str, Tensor]:
     """The VaT loss for classification (the paper's CLIP task); same terms as :func:`vat_loss`.
 
@@ -490,9 +724,12 @@ def vat_loss_classify(
     L_cyc only). ``classifier``: anything with ``.loss(images, soft_labels, weights)``, frozen
     (:class:`vat.models.classifier.FrozenClassifier`; a mean cross-entropy over the samples of
     non-zero weight). Soft-label mixup: see :func:`mix_soft_labels`.
+
+    Distributed: ``gather`` / ``shard`` as in :func:`vat_loss`; ``labels_*`` and
+    ``weights_*`` are then the global batch's (B_g rows), the images this rank's.
     """
     _check_frozen(classifier, "classifier")
-    b = i_f.shape[0]
+    b = _label_batch(i_f, labels_lq.shape[0] if labels_lq.ndim else 0, gather, shard)
     for name, y in (("labels_lq", labels_lq), ("labels_hq", labels_hq)):
         if y.ndim != 2 or y.shape[0] != b:
             raise ValueError(f"{name} must be ({b}, K), got shape {tuple(y.shape)}")
@@ -517,4 +754,6 @@ def vat_loss_classify(
         keep_hq,
         cfg,
         generator,
+        gather=gather,
+        shard=shard,
     )

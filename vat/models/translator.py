@@ -82,6 +82,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -104,6 +105,8 @@ __all__ = [
     "VaT",
     "create_translator",
     "inference_state",
+    "load_translator",
+    "save_translator",
     "parameter_count",
     "parameter_table",
 ]
@@ -126,6 +129,7 @@ class TranslatorConfig:
     gate_blocks: int = 1  # transformer blocks inside G (width channels, heads[0] heads)
     use_gate: bool = True  # False: Table 4 "no gated fusion" ablation, I_F = I_R and G is not built
     checkpoint: bool = False  # activation checkpointing of every transformer block; same results, less memory
+    identity_init: bool = False  # start as the restorer: T_A, T_B the identity, gate w = 0.018 (mostly I_R)
 
     def __post_init__(self) -> None:
         # YAML gives lists; the dataclass is frozen and hashable only with tuples
@@ -394,6 +398,13 @@ class VaT(nn.Module):
                 module.bias.zero_()
             elif isinstance(module, MDTA):
                 module.temperature.fill_(1.0)
+        if self.config.identity_init:  # VaT starts as the restorer: T(x) = x, w = sigmoid(-4) = 0.018
+            for t in (self.t_a, self.t_b):
+                if t is not None:
+                    t.output.weight.zero_()  # the global residual then makes T the identity
+            if self.gate is not None:
+                self.gate.to_weight.weight.zero_()
+                self.gate.to_weight.bias.fill_(-4.0)
 
     def set_checkpoint(self, enabled: bool) -> None:
         """Turn activation checkpointing of every transformer block on or off (results unchanged)."""
@@ -401,6 +412,24 @@ class VaT(nn.Module):
             if isinstance(module, TransformerBlock):
                 module.checkpoint = bool(enabled)
         self.config = replace(self.config, checkpoint=bool(enabled))
+
+    def compile_blocks(self, **kwargs: Any) -> None:
+        """``torch.compile`` the body of every transformer block (G's too): the LayerNorms,
+        attention, GELU and the elementwise work around them fuse into few kernels, while the
+        convolutions between blocks stay eager (cuDNN). Blocks of the same width share compiled
+        code, so compiling is quick; activation checkpointing still wraps the compiled body.
+        Results are unchanged up to float rounding; ``state_dict`` keys are unchanged."""
+        import torch._dynamo
+
+        # one graph per (width, resolution, batch): static shapes (dynamic ones hit inductor
+        # bugs here) and room for the few dozen variants a training step makes
+        for name in ("recompile_limit", "cache_size_limit"):
+            if hasattr(torch._dynamo.config, name):
+                setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 128))
+        kwargs.setdefault("dynamic", False)
+        for module in self.modules():
+            if isinstance(module, TransformerBlock):
+                module._body = torch.compile(module._body, **kwargs)
 
     def fuse(self, i_lq: Tensor, i_r: Tensor) -> tuple[Tensor, Tensor]:
         """(I_F, w): G(I_R, I_LQ) and its weight map (B, 1, H, W); without G, I_F = I_R and w = 0."""
@@ -466,3 +495,58 @@ def parameter_table() -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+TRANSLATOR_FORMAT = "vat-translator/1"
+
+
+def save_translator(
+    model: VaT, path: str | Path, meta: Mapping[str, Any] | None = None, with_t_b: bool = False
+) -> Path:
+    """Write ``{"format", "config", "state_dict", "meta"}`` atomically (T_B only with ``with_t_b``).
+
+    ``meta``: plain types only (str, numbers, bools, lists, dicts), e.g. the epoch, the val
+    score and the restorer the translator was trained behind; :func:`load_translator` reads it.
+    """
+    from vat.io import atomic_path
+
+    state = model.state_dict() if with_t_b else model.inference_state_dict()
+    state = {k: v.detach().cpu().clone() for k, v in state.items()}
+    config = replace(model.config, checkpoint=False).to_dict()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save({"format": TRANSLATOR_FORMAT, "config": config, "state_dict": state,
+                    "meta": dict(meta or {})}, tmp)  # fmt: skip
+    return path
+
+
+def load_translator(
+    path: str | Path, device: torch.device | str = "cpu", with_t_b: bool = False
+) -> tuple[VaT, dict[str, Any]]:
+    """(model in eval mode, meta) from a :func:`save_translator` file, loaded with weights_only=True."""
+    from vat.errors import DataError
+    from vat.models.restorers import read_checkpoint
+
+    path = Path(path)
+    ckpt = read_checkpoint(path)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != TRANSLATOR_FORMAT:
+        got = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise DataError(
+            f"{path}: not a vat translator checkpoint (format {got!r}, expected {TRANSLATOR_FORMAT!r})"
+        )
+    try:
+        config = TranslatorConfig.from_dict(ckpt["config"])
+    except (ParamsError, TypeError, KeyError) as e:
+        raise DataError(f"{path}: bad translator config: {e}") from e
+    state = ckpt["state_dict"]
+    has_t_b = any(k.startswith("t_b.") for k in state)
+    if with_t_b and not has_t_b:
+        raise DataError(f"{path}: holds no T_B (saved for inference only); it cannot resume training")
+    model = VaT(config, with_t_b=with_t_b)
+    if not with_t_b:
+        state = inference_state(state)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise DataError(f"{path}: weights do not match its config: {str(e).splitlines()[0]}") from e
+    return model.to(device).eval(), dict(ckpt.get("meta") or {})

@@ -1,0 +1,256 @@
+"""The train stage on a few tiny scenes: outputs, resume, NaN stop, labels never read, speed options."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import lively_detector
+
+from stages import degrade, prepare, pseudolabel, restore, train, train_restorer
+from vat.config import CommonParams, load_section
+from vat.manifest import Box, read_manifest, write_manifest
+from vat.models.translator import load_translator
+from vat.training import crop_targets, load_training_data, lr_factor, make_batch
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMON = CommonParams(
+    seed=3, task="haze", profile="tiny", classes=["bicycle", "bus", "car", "motorbike", "person"]
+)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """prepare -> degrade -> identity R -> restore, a lively random D, pseudo-labels."""
+    from stages import profile
+    from vat.models.detector import save_detector
+
+    base = tmp_path_factory.mktemp("train")
+    p = base / "params.yaml"
+    profile.run("tiny", ROOT / "profiles", p)
+    pp = load_section(prepare.PrepareParams, "prepare", p)
+    pp = replace(pp, embedded=replace(pp.embedded, width=64, height=48, n_train=8, n_val=2, n_test=2))
+    prepare.run(COMMON, pp, out=base / "prepare", reports=base / "r")
+    degrade.run(
+        COMMON,
+        load_section(degrade.DegradeParams, "degrade", p),
+        manifest_path=base / "prepare/manifest.parquet",
+        out=base / "degrade",
+        reports=base / "r",
+    )
+    tp = replace(load_section(train_restorer.TrainRestorerParams, "train_restorer", p), arch="identity")
+    train_restorer.run(
+        COMMON,
+        tp,
+        clean_path=base / "prepare/manifest.parquet",
+        degraded_path=base / "degrade/manifest.parquet",
+        out=base / "tr",
+        reports=base / "r",
+        device="cpu",
+    )
+    restore.run(
+        COMMON,
+        load_section(restore.RestoreParams, "restore", p),
+        degraded_path=base / "degrade/manifest.parquet",
+        clean_path=base / "prepare/manifest.parquet",
+        spec_path=base / "tr/restorer.json",
+        out=base / "restore",
+        reports=base / "r",
+        device="cpu",
+    )
+    det = lively_detector(nc=5, imgsz=64)
+    det.model.names = dict(enumerate(COMMON.classes))
+    (base / "models").mkdir()
+    save_detector(det, base / "models/detector.pt", imgsz=64)
+    pl = replace(load_section(pseudolabel.PseudolabelParams, "pseudolabel", p), conf=0.3, k=3)
+    pseudolabel.run(COMMON, pl, clean_path=base / "prepare/manifest.parquet",
+                    degraded_path=base / "degrade/manifest.parquet",
+                    restored_path=base / "restore/manifest.parquet", models=base / "models", out=base / "pl",
+                    reports=base / "r", device="cpu")  # fmt: skip
+    return base
+
+
+def _data(base):
+    m = {k: base / f"{k}/manifest.parquet" for k in ("prepare", "degrade", "restore")}
+    return load_training_data(base / "pl", m["prepare"], m["degrade"], m["restore"])
+
+
+PARAMS = train.TrainParams(
+    translator="vat-w4", identity_init=False, epochs=2, batch=2, crop=32, lr=1e-3, weight_decay=1e-4,
+    schedule="cosine", restart_steps=3, min_lr=1e-6, cycle_weight=1.0, mle_weight=1.0, use_cycle=True,
+    use_mle=True, use_gate=True, mixup="uncertainty", alpha=0.5, fold_lambda=False, gate_flow=False,
+    clean_weights=False, select="val", val_every=1, checkpoint_every=1, log_every=1,
+)  # fmt: skip
+
+
+def _run(base, name, params=PARAMS, clean=None, **kw):
+    return train.run(
+        COMMON, params, pseudolabels=base / "pl", clean_path=clean or base / "prepare/manifest.parquet",
+        degraded_path=base / "degrade/manifest.parquet", restored_path=base / "restore/manifest.parquet",
+        models=base / "models", out=base / name, resume_dir=base / f"{name}.resume",
+        reports=base / f"{name}.reports", device="cpu", **kw,
+    )  # fmt: skip
+
+
+def _weights(path):
+    return load_translator(path)[0].state_dict()
+
+
+def _same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_pseudolabels_exist_for_the_fixture(base):
+    data = _data(base)
+    assert len(data.degraded) == 4 and len(data.clean) == 4
+    assert sum(len(d.boxes) for d in data.degraded) > 0  # the D is lively: there is something to learn from
+    assert not {d.image_id for d in data.degraded} & {c.image_id for c in data.clean}
+
+
+def test_train_writes_selected_last_metrics_and_live_logs(base):
+    m = _run(base, "a")
+    assert m["steps"] == 4 and m["steps_per_epoch"] == 2 and [v["epoch"] for v in m["val"]] == [1, 2]
+    best = max(m["val"], key=lambda v: v["val_map50"])
+    model, meta = load_translator(base / "a/translator.pt")
+    assert meta["selected"] == "val" and meta["epoch"] == best["epoch"] and model.t_b is None
+    _, last = load_translator(base / "a/last.pt")
+    assert last["epoch"] == 2 and last["selected"] == "last"
+    tsv = base / "a.reports/live/plots/metrics/train/total.tsv"
+    rows = tsv.read_text().splitlines()
+    assert rows[0].split("\t")[:2] == ["step", "total"] and len(rows) == 1 + 4
+    assert (base / "a.reports/live/plots/metrics/val/map50.tsv").is_file()
+    assert (base / "a.reports/samples.png").is_file() and (base / "a.reports/metrics.json").is_file()
+    assert not (base / "a.resume").exists()  # removed once the outputs are in place
+
+
+def test_killed_and_resumed_run_ends_with_the_same_weights(base):
+    if not (base / "a/last.pt").is_file():
+        _run(base, "a")
+    for stop in (1, 3):  # at an epoch's middle and in the second epoch
+        name = f"kill{stop}"
+        r = _run(base, name, stop_after=stop)
+        assert (
+            r["interrupted"] and (base / f"{name}.resume/state.pt").is_file() and not (base / name).exists()
+        )
+        m = _run(base, name)
+        assert m["steps"] == 4 and m["resumed_from_stale"] is None
+        assert _same(_weights(base / "a/last.pt"), _weights(base / f"{name}/last.pt"))
+        assert _same(_weights(base / "a/translator.pt"), _weights(base / f"{name}/translator.pt"))
+
+
+def test_a_state_from_other_params_is_moved_aside_not_used(base):
+    _run(base, "stale", stop_after=1)
+    m = _run(base, "stale", params=replace(PARAMS, lr=2e-3))
+    assert m["resumed_from_stale"] and (base / "stale.resume.stale/state.pt").is_file()
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(base, monkeypatch):
+    import vat.losses
+
+    real, calls = vat.losses.vat_loss, {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            out["total"] = out["total"] * float("nan")
+        return out
+
+    monkeypatch.setattr(vat.losses, "vat_loss", poisoned)
+    with pytest.raises(train.TrainingError, match=r"step 2: non-finite loss .*state\.pt \(step 2\)"):
+        _run(base, "nan")
+    assert not (base / "nan").exists()
+    from vat.models.restorers import read_checkpoint
+
+    assert read_checkpoint(base / "nan.resume/state.pt")["step"] == 2
+
+
+def test_training_reads_no_ground_truth_of_the_train_split(base, tmp_path):
+    """Scrambling every train-split box of the clean manifest changes nothing (select: last)."""
+    params = replace(PARAMS, select="last", epochs=1)
+    _run(base, "truth", params=params)
+    m = read_manifest(base / "prepare/manifest.parquet")
+    for r in m.records:
+        if r.split == "train":
+            r.boxes = [Box(0, 1.0, 1.0, 5.0, 5.0)]
+    write_manifest(m, tmp_path / "manifest.parquet")
+    _run(base, "scrambled", params=params, clean=tmp_path / "manifest.parquet")
+    assert _same(_weights(base / "truth/last.pt"), _weights(base / "scrambled/last.pt"))
+
+
+def test_batches_are_unpaired_deterministic_and_crop_boxes(base):
+    data = _data(base)
+    a, b = make_batch(data, 5, 2, 32, seed=1), make_batch(data, 5, 2, 32, seed=1)
+    assert torch.equal(a.lq, b.lq) and torch.equal(a.hq, b.hq) and a.ids_lq == b.ids_lq
+    assert a.lq.shape == (2, 3, 32, 32) and a.lq.dtype == torch.uint8
+    for step in range(6):
+        batch = make_batch(data, step, 2, 32, seed=1)
+        assert not set(batch.ids_lq) & set(batch.ids_hq)
+    seen = {i for s in (0, 1) for i in make_batch(data, s, 2, 32, seed=1).ids_lq}
+    assert len(seen) == 4  # one epoch visits every degraded image once
+    t = crop_targets(torch.tensor([[0.0, 0, 10, 10], [30, 30, 40, 40], [5, 5, 9, 9]]),
+                     torch.tensor([1, 2, 3]), torch.ones(3), x0=4, y0=4, w=32, h=32)  # fmt: skip
+    assert t["classes"].tolist() == [1, 2, 3]
+    assert t["boxes"][0].tolist() == [0, 0, 6, 6] and t["boxes"][1].tolist() == [26, 26, 32, 32]
+    t = crop_targets(torch.tensor([[0.0, 0, 40, 40]]), torch.tensor([1]), torch.ones(1), 35, 35, 32, 32)
+    assert len(t["boxes"]) == 0  # 5 x 5 of 40 x 40 visible: under 10 % of its area
+
+
+def test_lr_schedules():
+    assert lr_factor(7, 10, "constant", 3, 0.0) == 1.0
+    assert lr_factor(0, 10, "cosine", 3, 0.0) == 1.0 and lr_factor(10, 10, "cosine", 3, 0.1) == pytest.approx(
+        0.1
+    )
+    # warm restarts: periods 3, 6, 12 -> restarts at steps 3 and 9
+    f = [lr_factor(s, 100, "cosine_restarts", 3, 0.0) for s in range(12)]
+    assert f[0] == f[3] == f[9] == 1.0 and f[2] < f[1] < 1.0 and f[8] < f[4]
+
+
+def _one_step_grads(base, **speed):
+    from vat.training import TrainGraph, lambda_generator, targets_to, to_float
+
+    data = _data(base)
+    s = train.Speed(**speed).resolve(torch.device("cpu"))
+    model = train.build_model(COMMON, PARAMS, s, torch.device("cpu"))
+    if s.channels_last:
+        model.to(memory_format=torch.channels_last)
+    det = lively_detector(nc=5, imgsz=64)
+    graph = TrainGraph(model, det, PARAMS.loss_config(), autocast=torch.bfloat16 if s.bf16 else None)
+    b = make_batch(data, 0, 2, 32, COMMON.seed)
+    dev = torch.device("cpu")
+    lq, r, hq = (to_float(x, dev, s.channels_last) for x in (b.lq, b.restored, b.hq))
+    out = graph(lq, r, hq, targets_to(b.targets_lq, dev), targets_to(b.targets_hq, dev),
+                lambda_generator(COMMON.seed, 0, dev))  # fmt: skip
+    out["total"].backward()
+    return float(out["total"]), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def test_speed_options_do_not_change_results_beyond_bf16_rounding(base):
+    loss, grads = _one_step_grads(base, bf16=False, channels_last=False)
+    for speed, rtol in (
+        ({"checkpoint": True}, 1e-6),
+        ({"channels_last": True}, 1e-4),
+        ({"bf16": True}, 5e-2),
+    ):
+        l2, g2 = _one_step_grads(base, **{"bf16": False, "channels_last": False} | speed)
+        assert l2 == pytest.approx(loss, rel=rtol), speed
+        num = sum(float((g2[k] - grads[k]).norm()) ** 2 for k in grads) ** 0.5
+        den = sum(float(grads[k].norm()) ** 2 for k in grads) ** 0.5
+        assert num <= max(rtol, 1e-6) * 10 * den, (speed, num / den)
+
+
+def test_params_are_validated():
+    with pytest.raises(ValueError, match="batch"):
+        replace(PARAMS, batch=0)
+    with pytest.raises(ValueError, match="crop"):
+        replace(PARAMS, crop=4)
+
+
+def test_bad_inputs_are_named(base, tmp_path):
+    from vat.errors import DataError
+
+    with pytest.raises(DataError, match="images.parquet: missing; run `vat pseudolabel`"):
+        train.run(COMMON, PARAMS, pseudolabels=tmp_path, out=tmp_path / "o", resume_dir=tmp_path / "s",
+                  reports=tmp_path / "r", device="cpu")  # fmt: skip
+    with pytest.raises(DataError, match="fewer than train.batch=64"):
+        _run(base, "big", params=replace(PARAMS, batch=64))

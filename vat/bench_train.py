@@ -1,0 +1,165 @@
+"""Speed and peak memory of one VaT training step (``vat bench train``).
+
+One step = what ``stages/train.py`` runs: gate G on (I_LQ, I_R), the VaT loss (three
+translator calls: T_A on [I_F, I_HQ, I_mix], T_B on [T_A(I_F), I_HQ], T_A on T_B(I_HQ);
+D's loss on T_A(I_HQ) and T_A(I_mix)), backward, AdamW step. Two pipelines:
+
+- ``cached`` (ours): I_R and the pseudo-labels were computed once before training and are
+  read from memory; a step runs no R and no D forward outside the loss.
+- ``per_step`` (the authors' release): every step also runs R on I_LQ and D on I_LQ, I_R
+  and I_HQ (no gradient) to rebuild the pseudo-labels. To keep the loss identical in both
+  pipelines the loss uses the same fixed boxes; the predictions' cost (and NMS) is what is
+  added. NUQ's neighbour search, which the release also repeats per step, is not counted,
+  so the ratio is a lower bound.
+
+Inputs are random images at ``size`` x ``size`` with ``boxes`` random boxes per image; D is
+a random-weight frozen YOLO (``detector`` yaml, ``nc`` classes), R a random AOD-Net: speed
+and memory do not depend on the weights. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+__all__ = ["BenchConfig", "bench_train"]
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    translator: str = "vat-w16"
+    size: int = 512
+    batch: int = 4
+    pipeline: str = "cached"  # cached | per_step
+    bf16: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    checkpoint: bool = False
+    detector: str = "yolov3u.yaml"
+    nc: int = 20
+    boxes: int = 4
+    steps: int = 10
+    warmup: int = 3
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench_train(cfg: BenchConfig, device: torch.device | str = "cpu", seed: int = 0) -> dict:
+    """Images/s and peak memory of ``cfg``'s training step; ``{"oom": True}`` when it does not fit."""
+    from vat.losses import LossConfig
+    from vat.models.detector import FrozenDetector
+    from vat.models.restorers import AODNet, freeze
+    from vat.models.translator import create_translator
+    from vat.training import TrainGraph
+
+    device = torch.device(device)
+    gen = torch.Generator().manual_seed(seed)
+    result = asdict(cfg) | {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
+    model = det = opt = None
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            det = FrozenDetector(cfg.detector, nc=cfg.nc, imgsz=cfg.size, device=device)
+        model = create_translator(cfg.translator, seed=seed, checkpoint=cfg.checkpoint).to(device)
+        if cfg.channels_last:
+            model.to(memory_format=torch.channels_last)
+        if cfg.compile:
+            model.compile_blocks()
+        restorer = freeze(AODNet().init_weights(gen)).to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
+        graph = TrainGraph(model, det, LossConfig(), autocast=torch.bfloat16 if cfg.bf16 else None)
+        fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        shape = (cfg.batch, 3, cfg.size, cfg.size)
+        lq = torch.rand(shape, generator=gen).to(device).contiguous(memory_format=fmt)
+        hq = torch.rand(shape, generator=gen).to(device).contiguous(memory_format=fmt)
+        with torch.no_grad():
+            cached_r = restorer(lq).contiguous(memory_format=fmt)
+
+        def boxes() -> list[dict[str, torch.Tensor]]:
+            xy = torch.rand(cfg.batch, cfg.boxes, 2, generator=gen) * cfg.size * 0.7
+            wh = 16 + torch.rand(cfg.batch, cfg.boxes, 2, generator=gen) * cfg.size * 0.25
+            b = torch.cat([xy, (xy + wh).clamp(max=cfg.size)], 2)
+            cls = torch.randint(0, cfg.nc, (cfg.batch, cfg.boxes), generator=gen)
+            w = 0.5 + 0.5 * torch.rand(cfg.batch, cfg.boxes, generator=gen)
+            return [{"boxes": b[i].to(device), "classes": cls[i].to(device), "weights": w[i].to(device)}
+                    for i in range(cfg.batch)]  # fmt: skip
+
+        t_lq, t_hq = boxes(), boxes()
+        lam_gen = torch.Generator(device=device)
+
+        def step(i: int) -> None:
+            r = cached_r
+            if cfg.pipeline == "per_step":
+                with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=cfg.bf16):
+                    r = restorer(lq).contiguous(memory_format=fmt)
+                    det.predict(lq), det.predict(r), det.predict(hq)
+            lam_gen.manual_seed(seed + i)
+            out = graph(lq, r, hq, t_lq, t_hq, lam_gen)
+            opt.zero_grad(set_to_none=True)
+            out["total"].backward()
+            opt.step()
+
+        t0 = time.perf_counter()
+        for i in range(cfg.warmup):
+            step(i)
+        _sync(device)
+        result["warmup_s"] = round(time.perf_counter() - t0, 2)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        t0 = time.perf_counter()
+        for i in range(cfg.steps):
+            step(cfg.warmup + i)
+        _sync(device)
+        dt = time.perf_counter() - t0
+        result |= {
+            "step_ms": round(1000 * dt / cfg.steps, 2),
+            "images_per_s": round(cfg.batch * cfg.steps / dt, 3),
+            "oom": False,
+        }
+        if device.type == "cuda":
+            result["peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
+        return result
+    except torch.OutOfMemoryError:
+        return result | {"oom": True}
+
+
+def release(device: torch.device | str) -> None:
+    """Free what a finished :func:`bench_train` left in the caching allocator."""
+    import gc
+
+    gc.collect()
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def suite(device: torch.device | str, quick: bool = False) -> list[BenchConfig]:
+    """The configurations ``vat bench train`` measures, in one run so their ratios hold.
+
+    GPU: 512 px, batch 4, width 16: plain eager fp32 (cached and per-step), bf16 +
+    channels_last, + compile (fast mode), + checkpointing (memory mode), both; width 48 in
+    memory mode and both; then the largest batch that fits (see ``largest_batch``).
+    CPU (or ``quick``): the same switches at 128 px, batch 2, width 4, without compile.
+    """
+    if torch.device(device).type != "cuda" or quick:
+        base = BenchConfig(translator="vat-w4", size=128, batch=2, detector="yolov8n.yaml", steps=3, warmup=1)
+        fast = {"bf16": True, "channels_last": True}
+        variants = [{"pipeline": "per_step"}, fast, {"checkpoint": True}]
+        return [base] + [BenchConfig(**asdict(base) | v) for v in variants]
+    base = BenchConfig()
+    fast = {"bf16": True, "channels_last": True}
+    rows = [
+        base,
+        BenchConfig(**asdict(base) | {"pipeline": "per_step"}),
+        BenchConfig(**asdict(base) | fast),
+        BenchConfig(**asdict(base) | fast | {"compile": True}),
+        BenchConfig(**asdict(base) | fast | {"checkpoint": True}),
+        BenchConfig(**asdict(base) | fast | {"checkpoint": True, "compile": True}),
+    ]
+    w48 = asdict(base) | fast | {"translator": "vat-w48", "checkpoint": True}
+    rows += [BenchConfig(**w48), BenchConfig(**w48 | {"compile": True})]
+    return rows

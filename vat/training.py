@@ -1,0 +1,348 @@
+"""Training the VaT translator (Algorithm 1) from cached restorations and pseudo-labels.
+
+R and D are frozen and the inputs are not augmented beyond a random crop, so what they
+produce is computed once by the ``restore`` and ``pseudolabel`` stages and read from disk
+here: a step never runs R, and runs D only inside the loss (on translated images).
+
+Data: the degraded images VaT learns from (``domain == "degraded"`` in
+``data/pseudolabel/images.parquet``) with their restorations and their kept pseudo-boxes,
+and the clean images (``domain == "clean"``) with theirs. Only image *paths* are read from
+the clean manifest, never its boxes or labels; the two sets are unpaired (disjoint halves
+of the train split by default), and each step pairs them afresh at random.
+
+Determinism: everything random in a step (which images, where the crops fall, lam) is
+drawn from generators seeded by ``(seed, step)`` or ``(seed, epoch)``
+(:func:`vat.seeding.item_seed`), never from a generator that carries state across steps.
+So a run resumed from a checkpoint at step ``s`` draws exactly what the uninterrupted run
+drew from step ``s`` on, and with the model, optimizer and scheduler states restored it
+ends with the same weights (on CPU; CUDA kernels need not be deterministic).
+
+Distributed: the global batch of step ``s`` is the same on every rank; rank ``r`` of ``W``
+takes the contiguous slice ``[r B / W, (r + 1) B / W)`` of it, and the loss gathers the
+translated images so D's loss is that of the global batch (see :mod:`vat.losses`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from torch import Tensor, nn
+
+from vat.errors import DataError
+from vat.io import load_rgb
+from vat.manifest import Record, read_manifest
+from vat.seeding import item_seed
+
+__all__ = [
+    "Batch",
+    "CleanSample",
+    "DegradedSample",
+    "TrainGraph",
+    "TrainingData",
+    "crop_targets",
+    "load_training_data",
+    "make_batch",
+    "steps_per_epoch",
+]
+
+
+@dataclass
+class DegradedSample:
+    image_id: str
+    lq: Tensor  # (3, H, W) uint8, the degraded image
+    restored: Tensor  # (3, H, W) uint8, R(I_LQ), same size
+    boxes: Tensor  # (M, 4) float32 pixel xyxy, kept pseudo-boxes
+    classes: Tensor  # (M,) int64
+    weights: Tensor  # (M,) float32 in (0, 1]
+
+
+@dataclass
+class CleanSample:
+    image_id: str
+    hq: Tensor  # (3, H, W) uint8
+    boxes: Tensor
+    classes: Tensor
+    weights: Tensor
+
+
+@dataclass
+class TrainingData:
+    degraded: list[DegradedSample]
+    clean: list[CleanSample]
+
+
+def _load(path: str) -> Tensor:
+    return torch.from_numpy(np.array(load_rgb(path))).permute(2, 0, 1).contiguous()
+
+
+def _boxes_by_image(boxes_path: Path, domain: str) -> dict[str, tuple[Tensor, Tensor, Tensor]]:
+    table = pq.read_table(boxes_path).to_pandas()
+    table = table[(table["domain"] == domain) & table["kept"] & (table["weight"] > 0)]
+    out = {}
+    for image_id, rows in table.groupby("image_id", sort=False):
+        out[str(image_id)] = (
+            torch.tensor(rows[["x1", "y1", "x2", "y2"]].to_numpy(np.float32)).reshape(-1, 4),
+            torch.tensor(rows["cls"].to_numpy(np.int64)),
+            torch.tensor(rows["weight"].to_numpy(np.float32)),
+        )
+    return out
+
+
+def _rescale(image: Tensor, boxes: Tensor, long_side: int | None) -> tuple[Tensor, Tensor]:
+    """``image`` (3, H, W) uint8 resized so its long side is ``long_side`` (area / bilinear), boxes alike."""
+    h, w = image.shape[-2:]
+    if long_side is None or max(h, w) == long_side:
+        return image, boxes
+    r = long_side / max(h, w)
+    nh, nw = max(1, round(h * r)), max(1, round(w * r))
+    x = torch.nn.functional.interpolate(
+        image[None].float(), size=(nh, nw), mode="bilinear", align_corners=False, antialias=r < 1
+    )
+    scaled = boxes * boxes.new_tensor([nw / w, nh / h, nw / w, nh / h])
+    return x[0].round().clamp(0, 255).to(torch.uint8), scaled
+
+
+def load_training_data(
+    pseudolabels: Path,
+    clean_path: Path,
+    degraded_path: Path,
+    restored_path: Path,
+    long_side: int | None = None,
+) -> TrainingData:
+    """The self-training images and their kept pseudo-boxes, decoded into memory (uint8).
+
+    ``long_side``: resize every image (and its boxes) so its long side is this many pixels:
+    D's input size, so crops reach D at the scale D sees whole images at (D's loss then runs
+    without resizing). None keeps the images as they are.
+    """
+    images_path, boxes_path = pseudolabels / "images.parquet", pseudolabels / "boxes.parquet"
+    for p in (images_path, boxes_path):
+        if not p.is_file():
+            raise DataError(f"{p}: missing; run `vat pseudolabel` first")
+    images = pq.read_table(images_path).to_pylist()
+    ids = {d: [str(r["image_id"]) for r in images if r["domain"] == d] for d in ("degraded", "clean")}
+    for d, found in ids.items():
+        if not found:
+            raise DataError(f"{images_path}: no {d} training image")
+    paths: dict[str, dict[str, Record]] = {}
+    for name, path in (("clean", clean_path), ("degraded", degraded_path), ("restored", restored_path)):
+        paths[name] = {r.image_id: r for r in read_manifest(path).records}
+    empty = (torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), torch.zeros(0))
+
+    def record(kind: str, image_id: str, path: Path) -> Record:
+        if image_id not in paths[kind]:
+            raise DataError(f"{path}: has no {kind} image {image_id!r} that {images_path} lists")
+        return paths[kind][image_id]
+
+    lq_boxes, hq_boxes = _boxes_by_image(boxes_path, "degraded"), _boxes_by_image(boxes_path, "clean")
+    degraded = []
+    for i in ids["degraded"]:
+        lq = _load(record("degraded", i, degraded_path).path)
+        r = _load(record("restored", i, restored_path).path)
+        if lq.shape != r.shape:
+            raise DataError(
+                f"{restored_path}: restored {i!r} is {tuple(r.shape)}, degraded {tuple(lq.shape)}"
+            )
+        boxes, classes, weights = lq_boxes.get(i, empty)
+        lq, scaled = _rescale(lq, boxes, long_side)
+        r, _ = _rescale(r, boxes, long_side)
+        degraded.append(DegradedSample(i, lq, r, scaled, classes, weights))
+    clean = []
+    for i in ids["clean"]:
+        boxes, classes, weights = hq_boxes.get(i, empty)
+        hq, scaled = _rescale(_load(record("clean", i, clean_path).path), boxes, long_side)
+        clean.append(CleanSample(i, hq, scaled, classes, weights))
+    return TrainingData(degraded, clean)
+
+
+# -- batches ----------------------------------------------------------------------------
+
+
+@dataclass
+class Batch:
+    lq: Tensor  # (B, 3, h, w) uint8
+    restored: Tensor
+    hq: Tensor
+    targets_lq: list[dict[str, Tensor]]
+    targets_hq: list[dict[str, Tensor]]
+    ids_lq: list[str]
+    ids_hq: list[str]
+
+
+def steps_per_epoch(n_degraded: int, batch: int) -> int:
+    """Full batches of degraded images per epoch (the last partial batch is dropped)."""
+    return n_degraded // batch
+
+
+def _order(n: int, seed: int, key: str, epoch: int) -> Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(item_seed(seed, key, epoch)))
+
+
+def crop_targets(
+    boxes: Tensor, classes: Tensor, weights: Tensor, x0: int, y0: int, w: int, h: int, min_area: float = 0.1
+) -> dict[str, Tensor]:
+    """Boxes shifted into a crop at (x0, y0) of size (w, h), clipped; a box keeps when at least
+    ``min_area`` of its area and 2 px of width and height stay inside (ultralytics' rule)."""
+    if boxes.numel() == 0:
+        return {"boxes": boxes.reshape(0, 4), "classes": classes, "weights": weights}
+    b = boxes - boxes.new_tensor([x0, y0, x0, y0])
+    c = torch.stack([b[:, 0].clamp(0, w), b[:, 1].clamp(0, h), b[:, 2].clamp(0, w), b[:, 3].clamp(0, h)], 1)
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    cw, ch = c[:, 2] - c[:, 0], c[:, 3] - c[:, 1]
+    keep = (cw > 2) & (ch > 2) & (cw * ch > min_area * area)
+    return {"boxes": c[keep], "classes": classes[keep], "weights": weights[keep]}
+
+
+def _crop(image: Tensor, x0: int, y0: int, size: int, pad: int = 114) -> Tensor:
+    """``size`` x ``size`` window at (x0, y0); padded bottom/right with ``pad`` where the image ends."""
+    window = image[:, y0 : y0 + size, x0 : x0 + size]
+    h, w = window.shape[-2:]
+    if (h, w) == (size, size):
+        return window
+    out = torch.full((3, size, size), pad, dtype=image.dtype)
+    out[:, :h, :w] = window
+    return out
+
+
+def _offset(n: int, size: int, gen: torch.Generator) -> int:
+    return 0 if n <= size else int(torch.randint(0, n - size + 1, (1,), generator=gen))
+
+
+def make_batch(data: TrainingData, step: int, batch: int, crop: int | None, seed: int) -> Batch:
+    """The global batch of ``step``: a function of (data, step, batch, crop, seed) only."""
+    spe = steps_per_epoch(len(data.degraded), batch)
+    if spe < 1:
+        raise DataError(f"{len(data.degraded)} degraded training images are fewer than train.batch={batch}")
+    epoch, j = divmod(step, spe)
+    lq_order = _order(len(data.degraded), seed, "train-degraded", epoch)
+    hq_order = _order(len(data.clean), seed, "train-clean", epoch)
+    lq_idx = lq_order[j * batch : (j + 1) * batch].tolist()
+    hq_idx = [int(hq_order[(j * batch + k) % len(data.clean)]) for k in range(batch)]
+    gen = torch.Generator().manual_seed(item_seed(seed, "train-crop", step))
+    lqs, rs, hqs, t_lq, t_hq = [], [], [], [], []
+    for a, b in zip(lq_idx, hq_idx, strict=True):
+        d, c = data.degraded[a], data.clean[b]
+        if crop is None:
+            if d.lq.shape != c.hq.shape:
+                raise DataError(
+                    f"train.crop is null but images differ in size ({d.image_id} {tuple(d.lq.shape[1:])}, "
+                    f"{c.image_id} {tuple(c.hq.shape[1:])}); set train.crop to a side in px"
+                )
+            lqs.append(d.lq), rs.append(d.restored), hqs.append(c.hq)
+            t_lq.append({"boxes": d.boxes, "classes": d.classes, "weights": d.weights})
+            t_hq.append({"boxes": c.boxes, "classes": c.classes, "weights": c.weights})
+            continue
+        h, w = d.lq.shape[-2:]
+        x0, y0 = _offset(w, crop, gen), _offset(h, crop, gen)
+        lqs.append(_crop(d.lq, x0, y0, crop)), rs.append(_crop(d.restored, x0, y0, crop))
+        t_lq.append(crop_targets(d.boxes, d.classes, d.weights, x0, y0, min(crop, w - x0), min(crop, h - y0)))
+        h, w = c.hq.shape[-2:]
+        x0, y0 = _offset(w, crop, gen), _offset(h, crop, gen)
+        hqs.append(_crop(c.hq, x0, y0, crop))
+        t_hq.append(crop_targets(c.boxes, c.classes, c.weights, x0, y0, min(crop, w - x0), min(crop, h - y0)))
+    return Batch(
+        torch.stack(lqs),
+        torch.stack(rs),
+        torch.stack(hqs),
+        t_lq,
+        t_hq,
+        [data.degraded[a].image_id for a in lq_idx],
+        [data.clean[b].image_id for b in hq_idx],
+    )
+
+
+# -- the step -----------------------------------------------------------------------------
+
+
+class TrainGraph(nn.Module):
+    """One training step's forward: fuse, translate, and the VaT loss (what DDP wraps).
+
+    ``forward(lq, restored, hq, targets_lq, targets_hq, generator)`` takes float images in
+    [0, 1] (this rank's slice in distributed runs, with the targets of the global batch)
+    and returns the loss dict of :func:`vat.losses.vat_loss`. D is held outside the module
+    tree, so DDP and ``state_dict`` see the translator only.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        detector,
+        loss_cfg,
+        gather: Callable[[Tensor], Tensor] | None = None,
+        shard: slice | None = None,
+        autocast: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self._detector = (detector,)
+        self.loss_cfg = loss_cfg
+        self.gather = gather
+        self.shard = shard
+        self.autocast = autocast
+
+    def forward(self, lq, restored, hq, targets_lq, targets_hq, generator):
+
+        device_type = lq.device.type
+        det = self._detector[0]
+        resize, det.resize = det.resize, False  # crops come at D's scale already (load_training_data)
+        try:
+            return self._loss(lq, restored, hq, targets_lq, targets_hq, generator, device_type)
+        finally:
+            det.resize = resize
+
+    def _loss(self, lq, restored, hq, targets_lq, targets_hq, generator, device_type):
+        from vat.losses import vat_loss
+
+        with torch.autocast(
+            device_type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None
+        ):
+            fused, _ = self.model.fuse(lq, restored)
+            kwargs = {} if self.gather is None else {"gather": self.gather, "shard": self.shard}
+            t_b = self.model.t_b if self.model.t_b is not None else _no_t_b
+            return vat_loss(
+                self.model.t_a, t_b, fused, hq, targets_lq, targets_hq, self._detector[0], self.loss_cfg,
+                generator, **kwargs,
+            )  # fmt: skip
+
+
+def _no_t_b(x: Tensor) -> Tensor:
+    raise RuntimeError("T_B was not built (use_cycle is off), yet the loss called it")
+
+
+def to_float(images: Tensor, device: torch.device, channels_last: bool = False) -> Tensor:
+    x = images.to(device, non_blocking=True).float().div_(255)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def targets_to(targets: Sequence[dict[str, Tensor]], device: torch.device) -> list[dict[str, Tensor]]:
+    return [{k: v.to(device) for k, v in t.items()} for t in targets]
+
+
+def lambda_generator(seed: int, step: int, device: torch.device) -> torch.Generator:
+    """The generator of lam at ``step``: seeded per step, on the device the loss runs on."""
+    return torch.Generator(device=device).manual_seed(item_seed(seed, "train-lam", step))
+
+
+# -- learning-rate schedule ----------------------------------------------------------------
+
+
+def lr_factor(step: int, total: int, schedule: str, restart_steps: int, min_ratio: float) -> float:
+    """Multiplier of the base lr at ``step`` (0-based): constant, cosine over ``total`` steps, or
+    cosine with warm restarts (period ``restart_steps``, doubling, as the authors' release)."""
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        t = min(step / max(total, 1), 1.0)
+    else:  # cosine_restarts, T_mult = 2
+        period, t0 = restart_steps, step
+        while t0 >= period:
+            t0 -= period
+            period *= 2
+        t = t0 / period
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
