@@ -116,3 +116,25 @@ def test_second_repro_runs_nothing(repo):
     out = _sh("dvc repro", dst, env)
     assert "Running stage" not in out
     assert "up to date" in _sh("dvc status", dst, env)
+
+
+def test_the_same_training_under_torchrun_with_two_processes(repo):
+    """`torchrun --nproc_per_node 2 -m stages train` (DDP, gloo) ends near the single-process
+    weights: the same global batches, gradients equal up to float rounding (runs last: it
+    rewrites data/train of the copy)."""
+    import torch
+
+    from vat.models.translator import load_translator
+
+    dst, env, _ = repo
+    single = {k: v.clone() for k, v in load_translator(dst / "data/train/last.pt")[0].state_dict().items()}
+    env = env | {"OMP_NUM_THREADS": "1"}
+    _sh(f"{sys.executable} -m torch.distributed.run --standalone --nproc_per_node 2 -m stages train "
+        "--device cpu --fresh", dst, env)  # fmt: skip
+    ddp, meta = load_translator(dst / "data/train/last.pt")
+    assert meta["epoch"] == 2
+    metrics = json.loads((dst / "reports/train/metrics.json").read_text())
+    assert metrics["device"] == "2 x cpu" and metrics["steps"] == 12
+    for k, v in ddp.state_dict().items():
+        scale = float(single[k].abs().max()) + 1e-8
+        assert torch.allclose(v, single[k], rtol=0, atol=2e-3 * scale), k
