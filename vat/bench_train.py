@@ -146,7 +146,7 @@ def suite(device: torch.device | str, quick: bool = False) -> list[BenchConfig]:
     CPU (or ``quick``): the same switches at 128 px, batch 2, width 4, without compile.
     """
     if torch.device(device).type != "cuda" or quick:
-        base = BenchConfig(translator="vat-w4", size=128, batch=2, detector="yolov8n.yaml", steps=3, warmup=1)
+        base = BenchConfig(translator="vat-w4", size=128, batch=2, detector="yolov8n.yaml", steps=6, warmup=2)
         fast = {"bf16": True, "channels_last": True}
         variants = [{"pipeline": "per_step"}, fast, {"checkpoint": True}]
         return [base] + [BenchConfig(**asdict(base) | v) for v in variants]
