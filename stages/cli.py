@@ -13,6 +13,7 @@ from stages import (
     prepare,
     profile,
     pseudolabel,
+    report,
     restore,
     train,
     train_detector,
@@ -27,8 +28,8 @@ app = typer.Typer(
         "Each stage command reads params.yaml (its own section plus `common`) and writes "
         "data/<stage>/ and reports/<stage>/. `dvc repro` runs them in order; run one alone "
         "to inspect it. Pipeline: prepare -> degrade -> train_restorer -> restore, "
-        "train_detector -> pseudolabel -> train -> evaluate. `vat browse` opens the pseudo-labels in the "
-        "FiftyOne app."
+        "train_detector -> pseudolabel -> train -> evaluate -> report. `vat browse` opens the "
+        "pseudo-labels in the FiftyOne app."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -42,6 +43,7 @@ app.command("train_detector")(train_detector.command)
 app.command("pseudolabel")(pseudolabel.command)
 app.command("train")(train.command)
 app.command("evaluate")(evaluate.command)
+app.command("report")(report.command)
 app.command("translate")(translate.command)
 app.command("browse")(browse.command)
 app.command("profile")(profile.command)

@@ -135,13 +135,24 @@ def _score_translator(common, model, spec: tuple[Path, Path], gt, truth: Manifes
     if len(low) != len(gt) or len(rest) != len(gt):
         raise DataError(f"{DEGRADED} / {restored_path}: miss some of the {len(gt)} {params.split} images")
     pairs = [(low[i], rest[i], gt[i]) for i in sorted(gt)]
-    dets, truth_boxes = [], []
+    from vat.datasets import to_image
+    from vat.metrics import psnr, ssim
+
+    dets, truth_boxes, quality = [], [], {"psnr": [], "ssim": [], "gate_mean": []}
     for ps, res in translate_pairs(translator, pairs, dev):
-        for p, d in zip(ps, model.predict(res["out"], conf=EVAL_CONF, iou=EVAL_IOU), strict=True):
+        for i, (p, d) in enumerate(
+            zip(ps, model.predict(res["out"], conf=EVAL_CONF, iou=EVAL_IOU), strict=True)
+        ):
             dets.append((d.boxes.cpu().numpy(), d.scores.cpu().numpy(), d.classes.cpu().numpy()))
             truth_boxes.append(p[2].boxes)
+            # image quality of what D sees, against the clean picture (synthetic pairs only)
+            out_img, clean_img = to_image(res["out"][i].cpu()), load_rgb(p[2].path)
+            quality["psnr"].append(min(psnr(out_img, clean_img, data_range=255), 100.0))
+            quality["ssim"].append(ssim(out_img, clean_img, data_range=255))
+            quality["gate_mean"].append(float(res["gate"][i].mean()))
     r = evaluate_detections(truth_boxes, dets, truth.classes, 0.5, params.interpolation)
     out = {"map50": round(r.map, 4), "ap50": {k: round(v, 4) for k, v in r.ap.items()}, "n_gt": r.n_gt}
+    out |= {k: round(float(np.mean(v)), 4) for k, v in quality.items()}
     return out | {"translator": str(translator_path), "epoch": meta.get("epoch")}
 
 

@@ -124,7 +124,7 @@ class Speed:
 
     bf16: bool | None = None  # autocast to bfloat16; None: on CUDA only
     channels_last: bool | None = None  # None: on CUDA only
-    compile: bool = False  # torch.compile G, T_A and T_B
+    compile: bool = False  # torch.compile every transformer block (VaT.compile_blocks)
     checkpoint: bool = False  # activation checkpointing of every transformer block (less memory)
 
     def resolve(self, device: torch.device) -> Speed:
@@ -544,7 +544,9 @@ def command(
     channels_last: bool | None = typer.Option(
         None, "--channels-last/--no-channels-last", help="channels_last memory format (default: on CUDA)"
     ),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile G, T_A and T_B"),
+    compile: bool = typer.Option(
+        False, "--compile", help="torch.compile every transformer block (G, T_A, T_B)"
+    ),
     checkpoint: bool = typer.Option(False, "--checkpoint", help="activation checkpointing (less memory)"),
     fresh: bool = typer.Option(False, "--fresh", help="ignore a resumable state in data/train.resume"),
 ) -> None:

@@ -59,6 +59,7 @@ def test_dag_has_every_stage_in_order(repo):
         ("train_detector", "pseudolabel"),
         ("pseudolabel", "train"),
         ("train", "evaluate"),
+        ("evaluate", "report"),
     ]:
         assert f'"{edge[0]}" -> "{edge[1]}";' in dag
 
@@ -100,6 +101,8 @@ def test_models_and_evaluation_are_written(repo):
     assert (dst / "data/train/translator.pt").is_file() and (dst / "data/train/last.pt").is_file()
     assert (dst / "reports/train/live/plots/metrics/train/total.tsv").is_file()
     assert not (dst / "data/train.resume").exists()
+    md = (dst / "reports/report/report.md").read_text()
+    assert "| VaT |" in md and "not built yet" in md and (dst / "reports/report/report.html").is_file()
     assert all(0 <= m["map50"] <= 1 for m in ev["methods"].values())
     assert "| Vanilla D(I_LQ) |" in (dst / "reports/evaluate/table.md").read_text()
     pl = json.loads((dst / "reports/pseudolabel/metrics.json").read_text())
