@@ -189,6 +189,11 @@ def _child_build(args: dict) -> dict:
 def _child_serve(args: dict) -> None:
     from stages import browse
 
+    # As at a terminal: Ctrl-C raises KeyboardInterrupt. A parent started in the background
+    # without job control (`cmd &` in a script, nohup) hands its children SIGINT ignored,
+    # and Python then installs no handler, so the SIGINT below would do nothing.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
     ds = browse.build_dataset(args["name"], Path(args["pseudo_dir"]), args["manifests"])
     t0 = time.time()
     session = browse.launch(ds, port=args["port"], wait=False)
@@ -440,7 +445,7 @@ def test_app_in_headless_chromium(fo_env, inputs, tmp_path):
     finally:
         child.send_signal(signal.SIGINT)  # Ctrl-C
         try:
-            child.wait(60)  # FiftyOne's own shutdown took over 30 s once, under a loaded CI run
+            child.wait(30)
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()

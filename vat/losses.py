@@ -504,17 +504,17 @@ def _vat(
             mle_mix = zero()
             if cfg.gate_flow:
                 mle_gate = zero()
+    return _result(cfg, cycle, mle_clean, mle_mix, mle_gate, lam)
+
+
+def _result(
+    cfg: LossConfig, cycle: Tensor, mle_clean: Tensor, mle_mix: Tensor, mle_gate: Tensor, lam: Tensor
+) -> dict[str, Tensor]:
+    """The loss dict: ``total = cycle_weight * L_cyc + mle_weight * L_mle`` and its terms."""
     mle = mle_clean + mle_mix + mle_gate
     total = cfg.cycle_weight * cycle + cfg.mle_weight * mle
-    return {
-        "total": total,
-        "cycle": cycle,
-        "mle": mle,
-        "mle_clean": mle_clean,
-        "mle_mix": mle_mix,
-        "mle_gate": mle_gate,
-        "lam": lam,
-    }
+    return {"total": total, "cycle": cycle, "mle": mle, "mle_clean": mle_clean, "mle_mix": mle_mix,
+            "mle_gate": mle_gate, "lam": lam}  # fmt: skip
 
 
 def _check_shard(gather: Any, shard: slice | None, b_local: int, b_global: int) -> None:
@@ -622,17 +622,7 @@ def _vat_sharded(
             mle_mix = zero()
             if cfg.gate_flow:
                 mle_gate = zero()
-    mle = mle_clean + mle_mix + mle_gate
-    total = cfg.cycle_weight * cycle + cfg.mle_weight * mle
-    return {
-        "total": total,
-        "cycle": cycle,
-        "mle": mle,
-        "mle_clean": mle_clean,
-        "mle_mix": mle_mix,
-        "mle_gate": mle_gate,
-        "lam": lam,
-    }
+    return _result(cfg, cycle, mle_clean, mle_mix, mle_gate, lam)
 
 
 def vat_loss(
