@@ -121,35 +121,25 @@ def _score(common, model, recs, truth_recs, truth: Manifest, params: EvaluatePar
 
 def _score_translator(common, model, spec: tuple[Path, Path], gt, truth: Manifest, params, dev) -> dict:
     """D on T_A(G(I_R, I_LQ)) for the scored split's degraded images and their restorations."""
-    from vat.evaluation import EVAL_CONF, EVAL_IOU
-    from vat.metrics import evaluate_detections
+    from vat.datasets import to_image
+    from vat.evaluation import translated_detections, translation_triples
+    from vat.metrics import evaluate_detections, psnr, ssim
     from vat.models.translator import load_translator
-    from vat.translate import translate_pairs
 
     if common.task == "classify":
         raise DataError("evaluate: translator rows for the classification task are not built yet")
     translator_path, restored_path = spec
     translator, meta = load_translator(translator_path, dev)
-    low = {r.image_id: r for r in read_manifest(DEGRADED).records if r.image_id in gt}
-    rest = {r.image_id: r for r in read_manifest(restored_path).records if r.image_id in gt}
-    if len(low) != len(gt) or len(rest) != len(gt):
-        raise DataError(f"{DEGRADED} / {restored_path}: miss some of the {len(gt)} {params.split} images")
-    pairs = [(low[i], rest[i], gt[i]) for i in sorted(gt)]
-    from vat.datasets import to_image
-    from vat.metrics import psnr, ssim
+    triples = translation_triples(gt, DEGRADED, restored_path, params.split)
+    quality: dict[str, list[float]] = {"psnr": [], "ssim": [], "gate_mean": []}
 
-    dets, truth_boxes, quality = [], [], {"psnr": [], "ssim": [], "gate_mean": []}
-    for ps, res in translate_pairs(translator, pairs, dev):
-        for i, (p, d) in enumerate(
-            zip(ps, model.predict(res["out"], conf=EVAL_CONF, iou=EVAL_IOU), strict=True)
-        ):
-            dets.append((d.boxes.cpu().numpy(), d.scores.cpu().numpy(), d.classes.cpu().numpy()))
-            truth_boxes.append(p[2].boxes)
-            # image quality of what D sees, against the clean picture (synthetic pairs only)
-            out_img, clean_img = to_image(res["out"][i].cpu()), load_rgb(p[2].path)
-            quality["psnr"].append(min(psnr(out_img, clean_img, data_range=255), 100.0))
-            quality["ssim"].append(ssim(out_img, clean_img, data_range=255))
-            quality["gate_mean"].append(float(res["gate"][i].mean()))
+    def measure(triple, res, i) -> None:  # image quality of what D sees, against the clean picture
+        out_img, clean_img = to_image(res["out"][i].cpu()), load_rgb(triple[2].path)
+        quality["psnr"].append(min(psnr(out_img, clean_img, data_range=255), 100.0))
+        quality["ssim"].append(ssim(out_img, clean_img, data_range=255))
+        quality["gate_mean"].append(float(res["gate"][i].mean()))
+
+    dets, truth_boxes = translated_detections(model, translator, triples, dev, each=measure)
     r = evaluate_detections(truth_boxes, dets, truth.classes, 0.5, params.interpolation)
     out = {"map50": round(r.map, 4), "ap50": {k: round(v, 4) for k, v in r.ap.items()}, "n_gt": r.n_gt}
     out |= {k: round(float(np.mean(v)), 4) for k, v in quality.items()}

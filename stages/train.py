@@ -185,7 +185,7 @@ def run(
     that step), writing nothing but the resume state; for tests of resume.
     """
     from vat import distributed as dist
-    from vat.evaluation import load_vision_model
+    from vat.evaluation import load_vision_model, translation_triples
     from vat.manifest import read_manifest
     from vat.training import load_training_data, steps_per_epoch
 
@@ -215,7 +215,10 @@ def run(
                 f"{pseudolabels / 'images.parquet'}: {len(data.degraded)} degraded training images, "
                 f"fewer than train.batch={params.batch}"
             )
-        val = _val_pairs(clean, degraded_path, restored_path) if params.select == "val" else []
+        truth = {r.image_id: r for r in clean.split("val")}
+        val = (
+            translation_triples(truth, degraded_path, restored_path, "val") if params.select == "val" else []
+        )
         if params.select == "val" and not val:
             raise DataError(f"{clean_path}: no val split to select a checkpoint on; set train.select: last")
         model = build_model(common, params, speed, dev)
@@ -223,19 +226,6 @@ def run(
                      world, out, resume_dir, reports, fresh, stop_after, track)  # fmt: skip
     finally:
         dist.cleanup()
-
-
-def _val_pairs(clean, degraded_path: Path, restored_path: Path) -> list:
-    from vat.manifest import read_manifest
-
-    truth = {r.image_id: r for r in clean.split("val")}
-    low = {r.image_id: r for r in read_manifest(degraded_path).records if r.image_id in truth}
-    rest = {r.image_id: r for r in read_manifest(restored_path).records if r.image_id in truth}
-    for name, table, path in (("degraded", low, degraded_path), ("restored", rest, restored_path)):
-        if truth and len(table) != len(truth):
-            raise DataError(f"{path}: has {len(table)} of the {len(truth)} val images ({name}); "
-                            "include val in its stage's splits")  # fmt: skip
-    return [(low[i], rest[i], truth[i]) for i in sorted(truth)]
 
 
 def _load_state(path: Path, fp: str, fresh: bool) -> dict | None:
@@ -465,15 +455,10 @@ def _finish(common, params, speed, model, best, best_state, history, vals, secon
 
 
 def _validate(model, detector, val, classes, dev, speed) -> float:
-    from vat.evaluation import EVAL_CONF, EVAL_IOU
+    from vat.evaluation import translated_detections
     from vat.metrics import evaluate_detections
-    from vat.translate import translate_pairs
 
-    dets, truth = [], []
-    for ps, res in translate_pairs(model, val, dev, bool(speed.bf16)):
-        for p, d in zip(ps, detector.predict(res["out"], conf=EVAL_CONF, iou=EVAL_IOU), strict=True):
-            dets.append((d.boxes.cpu().numpy(), d.scores.cpu().numpy(), d.classes.cpu().numpy()))
-            truth.append(p[2].boxes)
+    dets, truth = translated_detections(detector, model, val, dev, bool(speed.bf16))
     return round(evaluate_detections(truth, dets, classes, iou=0.5, interpolation="voc_all_point").map, 5)
 
 

@@ -89,3 +89,45 @@ def detection_map(
     """mAP@0.5 of ``detector`` on ``records``' images against ``truth``'s boxes (same order)."""
     dets = predict_records(detector, records, batch=batch, device=device, track=track)
     return evaluate_detections([t.boxes for t in truth], dets, classes, iou=0.5, interpolation=interpolation)
+
+
+def translation_triples(
+    truth: dict[str, Record], degraded_path: Path, restored_path: Path, split: str
+) -> list[tuple[Record, Record, Record]]:
+    """(degraded, restored, truth) records of every image of ``truth`` (one split), by id."""
+    from vat.errors import DataError
+    from vat.manifest import read_manifest
+
+    low = {r.image_id: r for r in read_manifest(degraded_path).records if r.image_id in truth}
+    rest = {r.image_id: r for r in read_manifest(restored_path).records if r.image_id in truth}
+    for name, table, path in (("degraded", low, degraded_path), ("restored", rest, restored_path)):
+        if len(table) != len(truth):
+            raise DataError(f"{path}: has {len(table)} of the {len(truth)} {split} images ({name}); "
+                            f"include {split} in its stage's splits")  # fmt: skip
+    return [(low[i], rest[i], truth[i]) for i in sorted(truth)]
+
+
+def translated_detections(
+    detector,
+    translator,
+    triples: Sequence[tuple[Record, Record, Record]],
+    device: torch.device | str = "cpu",
+    bf16: bool = False,
+    each: Callable[[tuple[Record, Record, Record], dict[str, torch.Tensor], int], None] | None = None,
+) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], list]:
+    """D's detections on T_A(G(I_R, I_LQ)) of each triple and its truth boxes, in order.
+
+    ``each(triple, results, i)``, when given, sees every translated image (``results`` as
+    :func:`vat.translate.translate_pairs` yields them, ``i`` the image's row in them).
+    """
+    from vat.translate import translate_pairs
+
+    dets, truth_boxes = [], []
+    for group, res in translate_pairs(translator, triples, device, bf16):
+        found = detector.predict(res["out"], conf=EVAL_CONF, iou=EVAL_IOU)
+        for i, (triple, d) in enumerate(zip(group, found, strict=True)):
+            dets.append((d.boxes.cpu().numpy(), d.scores.cpu().numpy(), d.classes.cpu().numpy()))
+            truth_boxes.append(triple[2].boxes)
+            if each is not None:
+                each(triple, res, i)
+    return dets, truth_boxes
