@@ -6,6 +6,7 @@ import typer
 
 import vat  # noqa: F401  (sets the offline environment before any third-party import)
 from stages import (
+    ablate,
     bench,
     browse,
     degrade,
@@ -19,6 +20,7 @@ from stages import (
     train_detector,
     train_restorer,
     translate,
+    unpaired,
 )
 
 app = typer.Typer(
@@ -28,8 +30,8 @@ app = typer.Typer(
         "Each stage command reads params.yaml (its own section plus `common`) and writes "
         "data/<stage>/ and reports/<stage>/. `dvc repro` runs them in order; run one alone "
         "to inspect it. Pipeline: prepare -> degrade -> train_restorer -> restore, "
-        "train_detector -> pseudolabel -> train -> evaluate -> report. `vat browse` opens the "
-        "pseudo-labels in the FiftyOne app."
+        "train_detector -> pseudolabel -> train, unpaired, ablate ROW -> evaluate -> report. "
+        "`vat browse` opens the pseudo-labels in the FiftyOne app."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -42,6 +44,8 @@ app.command("restore")(restore.command)
 app.command("train_detector")(train_detector.command)
 app.command("pseudolabel")(pseudolabel.command)
 app.command("train")(train.command)
+app.command("unpaired")(unpaired.command)
+app.command("ablate")(ablate.command)
 app.command("evaluate")(evaluate.command)
 app.command("report")(report.command)
 app.command("translate")(translate.command)

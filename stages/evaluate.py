@@ -3,12 +3,15 @@
 Rows: D on clean images (the upper bound), Vanilla D(I_LQ), the restorer baseline
 D(R(I_LQ)) (the paper's Tables 1 and 3 rows "YOLO" and "R + YOLO"), and VaT
 D(T_A(G(I_R, I_LQ))) with the translator the train stage selected on the val split and
-with its last epoch's (the paper's row "R + VaT + YOLO").
+with its last epoch's (the paper's row "R + VaT + YOLO"), the CycleGAN-style unpaired
+baseline (the unpaired stage; the paper's row "CycleGAN"), and every ablation row (the
+ablate stage; Table 4 and the width study), each translator on the same restorations.
 Detection: per-class AP@0.5 and mAP with the interpolation named in params;
 classification: accuracy. Ground truth is used here and only here.
 
 Reads:   params.yaml [common, evaluate]; data/prepare/, data/degrade/, data/restore/,
-         data/train_detector/, data/train/ (translator.pt, last.pt)
+         data/train_detector/, data/train/ (translator.pt, last.pt), data/unpaired/translator.pt,
+         data/ablate/ROW/translator.pt
 Writes:  reports/evaluate/metrics.json   one entry per method: mAP@0.5 (or accuracy), per class
          reports/evaluate/table.md       the same as a Markdown table
 """
@@ -38,6 +41,10 @@ RESTORED = Path("data/restore/manifest.parquet")
 MODELS = Path("data/train_detector")
 RESTORER = Path("data/train_restorer/restorer.json")
 TRANSLATORS = Path("data/train")
+UNPAIRED = Path("data/unpaired")
+ABLATIONS = Path("data/ablate")
+UNPAIRED_ROW = "Unpaired CycleGAN-style D(T_A(I_F))"
+ABLATION_ROW = "Ablation "  # + the row name of params `ablate`
 REPORTS = Path("reports/evaluate")
 
 
@@ -49,17 +56,27 @@ class EvaluateParams:
     interpolation: Literal["voc07_11point", "voc_all_point", "coco_101point"]  # AP interpolation
 
 
-def methods(restorer_arch: str, translators: Path = TRANSLATORS) -> dict[str, Path | tuple[Path, Path]]:
+def methods(
+    restorer_arch: str,
+    translators: Path = TRANSLATORS,
+    unpaired: Path = UNPAIRED,
+    ablations: Path = ABLATIONS,
+) -> dict[str, Path | tuple[Path, Path]]:
     """Method name -> the images D sees: a manifest, or (translator file, restored manifest)
-    for a translator run on the degraded images and their restorations."""
+    for a translator run on the degraded images and their restorations. Translator rows
+    appear where their stage has written one: unpaired, VaT (train), each ablation row."""
     rows: dict[str, Path | tuple[Path, Path]] = {
         "Clean D(I_HQ)": CLEAN,
         "Vanilla D(I_LQ)": DEGRADED,
         f"Baseline D(R(I_LQ)), R={restorer_arch}": RESTORED,
     }
+    if (unpaired / "translator.pt").is_file():
+        rows[UNPAIRED_ROW] = (unpaired / "translator.pt", RESTORED)
     for name, file in (("VaT D(T_A(I_F)), val-selected", "translator.pt"), ("VaT, last epoch", "last.pt")):
         if (translators / file).is_file():
             rows[name] = (translators / file, RESTORED)
+    for path in sorted(ablations.glob("*/translator.pt")):
+        rows[ABLATION_ROW + path.parent.name] = (path, RESTORED)
     return rows
 
 

@@ -59,6 +59,11 @@ def test_dag_has_every_stage_in_order(repo):
         ("train_detector", "pseudolabel"),
         ("pseudolabel", "train"),
         ("train", "evaluate"),
+        ("pseudolabel", "unpaired"),
+        ("unpaired", "evaluate"),
+        ("pseudolabel", "ablate@no_mle"),
+        ("ablate@no_mle", "evaluate"),
+        ("ablate@plain_mixup", "report"),
         ("evaluate", "report"),
     ]:
         assert f'"{edge[0]}" -> "{edge[1]}";' in dag
@@ -91,18 +96,37 @@ def test_models_and_evaluation_are_written(repo):
     assert (dst / "data/train_detector/detector.pt").stat().st_size > 100_000
     spec = json.loads((dst / "data/train_restorer/restorer.json").read_text())
     assert spec["arch"] == "aodnet" and (dst / spec["weights"]).is_file()
+    t = json.loads((dst / "reports/train/metrics.json").read_text())
+    t_params = t["params_inference"]
     tr = json.loads((dst / "reports/train_restorer/metrics.json").read_text())
     assert tr["trained"] and len(tr["history"]) == 1 and tr["images"] == 8
     ev = json.loads((dst / "reports/evaluate/metrics.json").read_text())
-    assert ev["images"] == 8 and len(ev["methods"]) == 5
-    assert {"VaT D(T_A(I_F)), val-selected", "VaT, last epoch"} <= set(ev["methods"])
-    t = json.loads((dst / "reports/train/metrics.json").read_text())
+    rows = {"no_cycle", "no_mle", "no_gate", "gate", "plain_mixup", "w8"}
+    assert ev["images"] == 8 and len(ev["methods"]) == 6 + len(rows)
+    assert {"VaT D(T_A(I_F)), val-selected", "VaT, last epoch", "Unpaired CycleGAN-style D(T_A(I_F))"} <= set(
+        ev["methods"]
+    )
+    assert {f"Ablation {r}" for r in rows} <= set(ev["methods"])
+    for r in rows:
+        a = json.loads((dst / f"reports/ablate/{r}/metrics.json").read_text())
+        assert a["row"] == r and a["steps"] == 2 * 6 and (dst / f"data/ablate/{r}/translator.pt").is_file()
+    assert (
+        json.loads((dst / "reports/ablate/no_mle/metrics.json").read_text())["train_params"]["use_mle"]
+        is False
+    )
+    un = json.loads((dst / "reports/unpaired/metrics.json").read_text())
+    assert (
+        un["steps"] == 2 * 6
+        and un["params_inference"] == t_params
+        and (dst / "data/unpaired/last.pt").is_file()
+    )
     assert t["steps"] == 2 * 6 and len(t["val"]) == 2 and t["selected"]["selected"] == "val"
     assert (dst / "data/train/translator.pt").is_file() and (dst / "data/train/last.pt").is_file()
     assert (dst / "reports/train/live/plots/metrics/train/total.tsv").is_file()
     assert not (dst / "data/train.resume").exists()
     md = (dst / "reports/report/report.md").read_text()
-    assert "| VaT |" in md and "not built yet" in md and (dst / "reports/report/report.html").is_file()
+    assert "| VaT |" in md and (dst / "reports/report/report.html").is_file()
+    assert "not run" not in md and "| CycleGAN-style unpaired | " in md and "steps hold here" in md
     assert all(0 <= m["map50"] <= 1 for m in ev["methods"].values())
     assert "| Vanilla D(I_LQ) |" in (dst / "reports/evaluate/table.md").read_text()
     pl = json.loads((dst / "reports/pseudolabel/metrics.json").read_text())

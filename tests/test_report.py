@@ -40,10 +40,12 @@ def test_report_tables_ordering_and_missing_rows(tmp_path):
     r = report.run(tmp_path, tmp_path / "report")
     md = (tmp_path / "report/report.md").read_text()
     assert "| VaT | 45.00 | 45.00 | 45.00 | 45.00 | 45.00 | 45.00 | 81.98" in md  # ours, then the paper's
-    assert "| CycleGAN-style unpaired | not built yet |" in md
-    assert "Ordering here: VaT (45.00) > Baseline (R + D) (40.00) > Vanilla (10.00)" in md
+    assert "| CycleGAN-style unpaired | not run |" in md
+    assert "Ordering here: VaT (45.00) > Baseline (R + D) (40.00) > Vanilla (10.00)." in md
     assert "| VaT T_A(I_F) | 19.5 | 0.8 |" in md and "| restored R(I_LQ), R=aodnet | 20.1 | 0.8 |" in md
-    assert "| w/o L_mle (L_cyc only) | not built yet | 11.45 | 10.42 |" in md
+    assert (
+        "| w/o L_mle (L_cyc only) | `no_mle` | not run (add ablate.no_mle to params) | 11.45 | 10.42 |" in md
+    )
     page = (tmp_path / "report/report.html").read_text()
     assert page.count("<table>") == 4 and "&gt; Baseline" in page and r["blocks"] > 8
 
@@ -51,3 +53,47 @@ def test_report_tables_ordering_and_missing_rows(tmp_path):
 def test_report_without_evaluation_says_what_to_run(tmp_path):
     report.run(tmp_path, tmp_path / "report")
     assert "run `vat evaluate` first" in (tmp_path / "report/report.md").read_text()
+
+
+def test_report_fills_unpaired_ablations_width_study_and_checks_the_papers_orderings(tmp_path):
+    methods = _methods(
+        **{
+            "Clean D(I_HQ)": 0.8,
+            "Vanilla D(I_LQ)": 0.1,
+            "Baseline D(R(I_LQ)), R=aodnet": 0.4,
+            "Unpaired CycleGAN-style D(T_A(I_F))": 0.42,
+            "VaT D(T_A(I_F)), val-selected": 0.45,
+            "Ablation no_cycle": 0.30,
+            "Ablation no_mle": 0.35,  # above no_cycle: the paper's last step fails here
+            "Ablation no_gate": 0.40,
+            "Ablation gate": 0.41,
+            "Ablation plain_mixup": 0.44,
+            "Ablation w8": 0.47,
+            "Ablation lr_high": 0.2,
+        }
+    )
+    methods["Unpaired CycleGAN-style D(T_A(I_F))"] |= {"psnr": 18.0, "ssim": 0.7}
+    ev = {"images": 10, "split": "test", "task": "haze", "metric": "mAP@0.5", "methods": methods}
+    _write(tmp_path / "evaluate/metrics.json", ev)
+    tr = {"translator": "vat-w4", "params_inference": 60_000, "steps": 9, "images_per_second": 1.0,
+          "device": "cpu", "selected": {"epoch": 1, "selected": "last"}, "val": []}  # fmt: skip
+    _write(tmp_path / "train/metrics.json", tr)
+    for row, changes, n in (("w8", {"translator": "vat-w8"}, 200_000), ("lr_high", {"lr": 0.1}, 60_000),
+                            ("gate", {"mixup": "none"}, 60_000)):  # fmt: skip
+        _write(tmp_path / f"ablate/{row}/metrics.json",
+               {"row": row, "changes": changes, "translator": changes.get("translator", "vat-w4"),
+                "params_inference": n})  # fmt: skip
+    report.run(tmp_path, tmp_path / "report")
+    md = (tmp_path / "report/report.md").read_text()
+    assert (
+        "| CycleGAN-style unpaired | 42.00 |" in md
+        and "| CycleGAN-style unpaired T_A(I_F) | 18.0 | 0.7 |" in md
+    )
+    assert "VaT above unpaired translation and above the restorer baseline: 2 of 2 hold here" in md
+    assert "| + gated fusion | `gate` | 41.00 | 47.49 | 41.62 |" in md
+    assert "| + gated fusion + uncertainty mixup (full VaT) | `train` | 45.00 | 49.48 |" in md
+    assert "4 of 5 steps hold here" in md
+    assert "Does not hold: w/o L_cyc (L_mle only) > w/o L_mle (L_cyc only) (ours 30.00 vs 35.00)" in md
+    assert "| vat-w4 | 0.060M | 45.00 | `train` |" in md and "| vat-w8 | 0.200M | 47.00 | `ablate.w8` |" in md
+    assert "Here mAP rises with every step in size." in md
+    assert "| `lr_high` | lr=0.1 | 20.00 |" in md

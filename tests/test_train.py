@@ -254,3 +254,135 @@ def test_bad_inputs_are_named(base, tmp_path):
                   reports=tmp_path / "r", device="cpu")  # fmt: skip
     with pytest.raises(DataError, match="fewer than train.batch=64"):
         _run(base, "big", params=replace(PARAMS, batch=64))
+
+
+# -- the ablate stage: a row is train with its params changed -------------------------------------
+
+
+def _params_file(tmp_path, rows):
+    import yaml
+
+    from stages import profile
+
+    p = tmp_path / "params.yaml"
+    profile.run("tiny", ROOT / "profiles", p)
+    data = yaml.safe_load(p.read_text())
+    data["common"]["seed"] = COMMON.seed
+    data["train"] |= {k: v for k, v in vars(PARAMS).items() if k in data["train"]}
+    data["ablate"] = rows
+    p.write_text(yaml.safe_dump(data, sort_keys=False))
+    return p
+
+
+def test_ablation_row_is_train_with_its_switches(base, tmp_path):
+    from stages import ablate
+
+    p = _params_file(tmp_path, {"no_cycle": {"use_cycle": False, "mixup": "none", "epochs": 1}})
+    paths = dict(pseudolabels=base / "pl", clean_path=base / "prepare/manifest.parquet",
+                 degraded_path=base / "degrade/manifest.parquet",
+                 restored_path=base / "restore/manifest.parquet", models=base / "models")  # fmt: skip
+    m = ablate.run("no_cycle", p, device="cpu", out=tmp_path / "abl", resume=tmp_path / "res",
+                   reports=tmp_path / "rep", **paths)  # fmt: skip
+    assert m["row"] == "no_cycle" and m["changes"] == {"use_cycle": False, "mixup": "none", "epochs": 1}
+    assert m["label"] == "w/o L_cyc (L_mle only)" and m["steps"] == 2
+    assert m["params_total"] == m["params_inference"]  # no T_B is built without L_cyc
+    same = replace(PARAMS, use_cycle=False, mixup="none", epochs=1)
+    _run(base, "no_cycle_by_hand", params=same)
+    assert _same(_weights(tmp_path / "abl/no_cycle/last.pt"), _weights(base / "no_cycle_by_hand/last.pt"))
+    assert (tmp_path / "rep/no_cycle/metrics.json").is_file()
+
+
+def test_ablation_rows_are_validated(tmp_path):
+    from stages import ablate
+    from vat.errors import ParamsError
+
+    p = _params_file(tmp_path, {"bad": {"use_cycel": False}, "typo": {"mixup": "some"}, "ok": {}})
+    with pytest.raises(ParamsError, match=r"ablate\.bad\.use_cycel: not a train param"):
+        ablate.row_params("bad", p)
+    with pytest.raises(ParamsError, match=r"ablate\.typo over train\.mixup"):
+        ablate.row_params("typo", p)
+    with pytest.raises(ParamsError, match=r"ablate\.nope: no such row \(rows: bad, typo, ok\)"):
+        ablate.row_params("nope", p)
+    params, changes = ablate.row_params("ok", p)
+    assert changes == {} and params == replace(PARAMS)  # an empty row is train itself
+
+
+def test_default_ablation_rows_are_table4s():
+    from stages import ablate
+    from vat.config import profile_params
+
+    rows = profile_params("default", ROOT / "profiles")["ablate"]
+    assert set(rows) == set(ablate.TABLE4) | {"w8"} and rows["w8"] == {"translator": "vat-w8"}
+    assert rows["no_mle"]["use_mle"] is False and rows["plain_mixup"] == {"mixup": "plain"}
+    paper = profile_params("paper", ROOT / "profiles")["ablate"]
+    assert set(ablate.TABLE4) < set(paper) and paper["w48"] == {"translator": "vat-w48"}
+
+
+# -- the unpaired stage: CycleGAN-style, no pseudo-labels -------------------------------------------
+
+
+def _unpaired(base, name, pl=None, **kw):
+    from stages import unpaired
+
+    params = unpaired.UnpairedParams(epochs=None, lr=2e-4, critic_width=4, critic_layers=2, cycle_weight=10.0,
+                                     adv_weight=1.0, identity_weight=0.5, pool=3)  # fmt: skip
+    return unpaired.run(COMMON, replace(PARAMS, **kw), params, pseudolabels=pl or base / "pl",
+                        clean_path=base / "prepare/manifest.parquet",
+                        degraded_path=base / "degrade/manifest.parquet",
+                        restored_path=base / "restore/manifest.parquet", models=base / "models",
+                        out=base / name, reports=base / f"{name}.reports", device="cpu")  # fmt: skip
+
+
+def test_unpaired_baseline_trains_the_same_translator_without_pseudo_labels(base, tmp_path):
+    import shutil
+
+    import pandas as pd
+
+    m = _unpaired(base, "cyc")
+    model, meta = load_translator(base / "cyc/translator.pt")
+    assert meta["objective"] == "cyclegan" and m["steps"] == 4 and len(m["val"]) == 2
+    assert set(m["final_loss"]) == {"total", "cycle", "adv", "identity", "critic"}
+    assert m["params_critics"] > 0 and (base / "cyc.reports/samples.png").is_file()
+    init = train.build_model(COMMON, PARAMS, train.Speed(), torch.device("cpu"))
+    assert m["params_total"] == sum(p.numel() for p in init.parameters())  # VaT's translator, same size
+    assert m["params_inference"] == sum(p.numel() for p in model.parameters())
+    assert not _same(_weights(base / "cyc/last.pt"), {k: v for k, v in init.state_dict().items()
+                                                          if not k.startswith("t_b.")})  # fmt: skip
+    # the boxes of the pseudo-label table are never read: scrambled boxes, same weights
+    pl = tmp_path / "pl"
+    shutil.copytree(base / "pl", pl)
+    boxes = pd.read_parquet(pl / "boxes.parquet")
+    for c in ("x1", "y1"):
+        boxes[c] = 1.0
+    for c in ("x2", "y2"):
+        boxes[c] = 7.0
+    boxes.to_parquet(pl / "boxes.parquet")
+    _unpaired(base, "cyc2", pl=pl)
+    assert _same(_weights(base / "cyc/last.pt"), _weights(base / "cyc2/last.pt"))
+    assert _same(_weights(base / "cyc/translator.pt"), _weights(base / "cyc2/translator.pt"))
+
+
+def test_unpaired_losses():
+    from vat.models.translator import create_translator
+    from vat.unpaired import HistoryPool, PatchCritic, critic_loss, generator_loss
+
+    critic = PatchCritic(width=4, layers=3)
+    assert critic(torch.rand(2, 3, 64, 64)).shape == (2, 1, 6, 6)  # one score per overlapping patch
+    model = create_translator("vat-w4", with_t_b=True, identity_init=True, seed=0)
+    x, y = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    g = generator_loss(model, critic, critic, x, y, cycle_weight=10, adv_weight=0, identity_weight=1)
+    assert float(g["cycle"]) < 1e-6 and float(g["identity"]) < 1e-6  # identity maps: no cycle error
+    g = generator_loss(model, critic, critic, x, y, cycle_weight=10, adv_weight=1, identity_weight=0)
+    assert float(g["total"]) == pytest.approx(float(g["adv"]))
+    g["total"].backward()
+    assert all(p.grad is not None for p in model.t_a.parameters())
+    assert all(p.grad is not None for p in critic.parameters())  # the caller freezes the critics
+    # the critic's loss is 0 exactly when it scores real 1 and fake 0
+    perfect = lambda z: torch.full((z.shape[0], 1, 2, 2), float(z.mean() > 0.5))  # noqa: E731
+    assert float(critic_loss(perfect, torch.ones(1, 3, 8, 8), torch.zeros(1, 3, 8, 8))) == 0.0
+    assert float(critic_loss(perfect, torch.zeros(1, 3, 8, 8), torch.ones(1, 3, 8, 8))) == 1.0
+    pool = HistoryPool(2, torch.Generator().manual_seed(0))
+    first = pool(torch.zeros(2, 3, 4, 4))
+    assert torch.equal(first, torch.zeros(2, 3, 4, 4)) and len(pool.images) == 2
+    shown = torch.cat([pool(torch.ones(1, 3, 4, 4)) for _ in range(20)])
+    assert 0 < int((shown.flatten(1).mean(1) == 0).sum()) < 20  # older fakes come back, not always

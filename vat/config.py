@@ -153,14 +153,21 @@ def load_common(path: str | Path = "params.yaml") -> CommonParams:
     return load_section(CommonParams, "common", path)
 
 
-def merge(base: dict, overlay: dict, where: str = "") -> dict:
-    """Deep-merge ``overlay`` onto ``base``; overlay keys must exist in base."""
+# Sections whose keys are names the user chooses (rows), so a profile may add new ones.
+OPEN_SECTIONS = ("ablate",)
+
+
+def merge(base: dict, overlay: dict, where: str = "", _path: tuple[str, ...] = ()) -> dict:
+    """Deep-merge ``overlay`` onto ``base``; overlay keys must exist in base, except directly
+    under an open section (``OPEN_SECTIONS``: its keys are row names a profile may add)."""
     out = dict(base)
     for k, v in overlay.items():
-        if k not in base:
-            raise ParamsError(f"{where}{k}: profile sets a key the default profile does not have")
-        if isinstance(v, dict) and isinstance(base[k], dict):
-            out[k] = merge(base[k], v, f"{where}{k}.")
+        if k not in base and not (len(_path) == 1 and _path[0] in OPEN_SECTIONS):
+            raise ParamsError(
+                f"{where}{'.'.join((*_path, k))}: profile sets a key the default profile does not have"
+            )
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            out[k] = merge(base[k], v, where, (*_path, k))
         else:
             out[k] = v
     return out
