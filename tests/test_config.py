@@ -4,7 +4,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages import degrade, evaluate, prepare, pseudolabel, restore, train, train_detector, train_restorer
+from stages import (
+    ablate,
+    degrade,
+    evaluate,
+    prepare,
+    pseudolabel,
+    restore,
+    train,
+    train_detector,
+    train_restorer,
+    unpaired,
+)
 from stages import profile as profile_stage
 from vat.config import CommonParams, from_dict, load_section, merge, profile_params
 from vat.errors import ParamsError
@@ -34,13 +45,14 @@ STAGE_PARAMS = [
     (train_detector.TrainDetectorParams, "train_detector"),
     (pseudolabel.PseudolabelParams, "pseudolabel"),
     (train.TrainParams, "train"),
+    (unpaired.UnpairedParams, "unpaired"),
     (evaluate.EvaluateParams, "evaluate"),
 ]
 
 
 def test_every_params_section_belongs_to_a_stage():
     sections = set(yaml.safe_load((ROOT / "params.yaml").read_text()))
-    assert sections == {"common"} | {s for _, s in STAGE_PARAMS}
+    assert sections == {"common", "ablate"} | {s for _, s in STAGE_PARAMS}  # ablate: rows over train
 
 
 GOOD = {"name": "a", "maybe": None, "inner": {"size": 3, "ratio": [0.5, 1]}, "tags": ["x"]}
@@ -95,6 +107,8 @@ def test_every_profile_loads_into_every_stage(tmp_path):
         assert common.profile == name
         for cls, section in STAGE_PARAMS:
             load_section(cls, section, out)
+        for row in yaml.safe_load(out.read_text())["ablate"]:
+            ablate.row_params(row, out)  # every row of every profile is a valid train variant
         assert yaml.safe_load(out.read_text()) == profile_params(name, ROOT / "profiles")
 
 
