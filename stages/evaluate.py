@@ -4,16 +4,19 @@ Rows: D on clean images (the upper bound), Vanilla D(I_LQ), the restorer baselin
 D(R(I_LQ)) (the paper's Tables 1 and 3 rows "YOLO" and "R + YOLO"), and VaT
 D(T_A(G(I_R, I_LQ))) with the translator the train stage selected on the val split and
 with its last epoch's (the paper's row "R + VaT + YOLO"), the CycleGAN-style unpaired
-baseline (the unpaired stage; the paper's row "CycleGAN"), and every ablation row (the
-ablate stage; Table 4 and the width study), each translator on the same restorations.
+baseline (the unpaired stage; the paper's row "CycleGAN"), every ablation row (the
+ablate stage; Table 4 and the width study), each translator on the same restorations, and
+for each restorer of the study stage its baseline and its VaT (Fig. 8 left).
 Detection: per-class AP@0.5 and mAP with the interpolation named in params;
 classification: accuracy. Ground truth is used here and only here.
 
 Reads:   params.yaml [common, evaluate]; data/prepare/, data/degrade/, data/restore/,
          data/train_detector/, data/train/ (translator.pt, last.pt), data/unpaired/translator.pt,
-         data/ablate/ROW/translator.pt
+         data/ablate/ROW/translator.pt, data/study/R/{restore,train}/
 Writes:  reports/evaluate/metrics.json   one entry per method: mAP@0.5 (or accuracy), per class
          reports/evaluate/table.md       the same as a Markdown table
+         reports/evaluate/grid.png       test images: D's boxes on Vanilla / Baseline / Unpaired / VaT
+                                         inputs, and the clean image with its true boxes
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from vat.config import CommonParams, load_common, load_section
 from vat.datasets import resolve_device
 from vat.errors import DataError
 from vat.evaluation import load_vision_model
-from vat.io import load_rgb, write_json, write_text
+from vat.io import load_rgb, save_png, write_json, write_text
 from vat.manifest import Manifest, read_manifest
 
 CLEAN = Path("data/prepare/manifest.parquet")
@@ -43,6 +46,8 @@ RESTORER = Path("data/train_restorer/restorer.json")
 TRANSLATORS = Path("data/train")
 UNPAIRED = Path("data/unpaired")
 ABLATIONS = Path("data/ablate")
+STUDY = Path("data/study")
+STUDY_ROW = "Study R={}: "  # + "Baseline D(R(I_LQ))" or "VaT D(T_A(I_F))"
 UNPAIRED_ROW = "Unpaired CycleGAN-style D(T_A(I_F))"
 ABLATION_ROW = "Ablation "  # + the row name of params `ablate`
 REPORTS = Path("reports/evaluate")
@@ -54,6 +59,11 @@ class EvaluateParams:
 
     split: Literal["train", "val", "test"]  # the split scored (test; val only for debugging)
     interpolation: Literal["voc07_11point", "voc_all_point", "coco_101point"]  # AP interpolation
+    niqe_patch: int | None  # NIQE block side, px (model fitted on the clean train images); null: no NIQE
+
+    def __post_init__(self) -> None:
+        if self.niqe_patch is not None and self.niqe_patch < 8:
+            raise ValueError("evaluate.niqe_patch must be >= 8 px or null")
 
 
 def methods(
@@ -61,10 +71,12 @@ def methods(
     translators: Path = TRANSLATORS,
     unpaired: Path = UNPAIRED,
     ablations: Path = ABLATIONS,
+    study: Path = STUDY,
 ) -> dict[str, Path | tuple[Path, Path]]:
     """Method name -> the images D sees: a manifest, or (translator file, restored manifest)
     for a translator run on the degraded images and their restorations. Translator rows
-    appear where their stage has written one: unpaired, VaT (train), each ablation row."""
+    appear where their stage has written one: unpaired, VaT (train), each ablation row,
+    each restorer of the study (its baseline too)."""
     rows: dict[str, Path | tuple[Path, Path]] = {
         "Clean D(I_HQ)": CLEAN,
         "Vanilla D(I_LQ)": DEGRADED,
@@ -77,6 +89,10 @@ def methods(
             rows[name] = (translators / file, RESTORED)
     for path in sorted(ablations.glob("*/translator.pt")):
         rows[ABLATION_ROW + path.parent.name] = (path, RESTORED)
+    for path in sorted(study.glob("*/train/translator.pt")):
+        r, restored = path.parent.parent, path.parent.parent / "restore/manifest.parquet"
+        rows[STUDY_ROW.format(r.name) + "Baseline D(R(I_LQ))"] = restored
+        rows[STUDY_ROW.format(r.name) + "VaT D(T_A(I_F))"] = (path, restored)
     return rows
 
 
@@ -99,17 +115,26 @@ def run(
     if not gt:
         raise DataError(f"{truth_path}: split {params.split!r} is empty")
     model = load_vision_model(common.task, models, truth.classes, dev)
+    niqe = _fit_niqe(truth, params) if common.task != "classify" else None
     rows = {}
     for name, path in track(list(inputs.items()), "evaluate", len(inputs)):
         if isinstance(path, tuple):
-            rows[name] = _score_translator(common, model, path, gt, truth, params, dev)
+            rows[name] = _score_translator(common, model, path, gt, truth, params, dev, niqe)
             continue
         m = read_manifest(path)
         recs = [r for r in m.records if r.image_id in gt]
         if len(recs) != len(gt):
             raise DataError(f"{path}: has {len(recs)} of the {len(gt)} {params.split} images")
         rows[name] = _score(common, model, recs, [gt[r.image_id] for r in recs], truth, params, dev)
+        if niqe is not None:
+            rows[name]["niqe"] = _niqe_mean(niqe, (load_rgb(r.path) for r in recs))
     result = {"split": params.split, "images": len(gt), "task": common.task, "methods": rows}
+    if niqe is not None:
+        result["niqe"] = {
+            "patch": niqe.patch,
+            "pristine_blocks": niqe.blocks,
+            "fitted_on": f"the {truth_path} train split (clean)",
+        }
     if common.task != "classify":
         result["metric"] = f"mAP@0.5 ({params.interpolation})"
     else:
@@ -117,7 +142,56 @@ def run(
     reports.mkdir(parents=True, exist_ok=True)
     write_json(result, reports / "metrics.json")
     write_text(_table(result, truth.classes), reports / "table.md")
+    if common.task != "classify":
+        _grid(model, inputs, gt, params.split, truth.classes, dev, reports / "grid.png")
     return result
+
+
+GRID_METHODS = ("Vanilla", "Baseline", "Unpaired", "VaT D(")  # row-name prefixes shown in grid.png
+
+
+@torch.no_grad()
+def _grid(model, inputs: dict, gt: dict, split: str, classes: list[str], dev, path: Path, n: int = 4) -> None:
+    """The first ``n`` scored images (by id), one row each: D's boxes (score >= 0.25) on what each
+    method shows D (Vanilla, Baseline, Unpaired, VaT), then the clean image with its true boxes."""
+    from vat.datasets import to_image, to_tensor
+    from vat.manifest import Box
+    from vat.models.translator import load_translator
+    from vat.translate import translate_pairs
+    from vat.viz import draw_boxes, grid, label_strip
+
+    ids = sorted(gt)[:n]
+    columns = []  # (title, {image id: uint8 image})
+    for prefix in GRID_METHODS:
+        name = next((k for k in inputs if k.startswith(prefix)), None)
+        if name is None:
+            continue
+        spec = inputs[name]
+        if isinstance(spec, tuple):
+            from vat.evaluation import translation_triples
+
+            translator, _ = load_translator(spec[0], dev)
+            triples = translation_triples({i: gt[i] for i in ids}, DEGRADED, spec[1], split)
+            images = {
+                p[0].image_id: to_image(res["out"][k])
+                for ps, res in translate_pairs(translator, triples, dev)
+                for k, p in enumerate(ps)
+            }
+        else:
+            recs = {r.image_id: r for r in read_manifest(spec).records if r.image_id in ids}
+            images = {i: load_rgb(recs[i].path) for i in ids}
+        columns.append((name.split(" D(")[0].split(",")[0], images))
+    tiles = []
+    for i in ids:
+        for title, images in columns:
+            det = model.predict(to_tensor(images[i])[None].to(dev), conf=0.25)[0]
+            boxes = [
+                Box(int(c), *map(float, b)) for b, c in zip(det.boxes.cpu(), det.classes.cpu(), strict=True)
+            ]
+            tiles.append(label_strip(draw_boxes(images[i], boxes, classes, det.scores.tolist()), title))
+        tiles.append(label_strip(draw_boxes(load_rgb(gt[i].path), gt[i].boxes, classes), "clean, true boxes"))
+    if tiles:
+        save_png(grid(tiles, ncols=len(columns) + 1), path)  # images of other sizes are resized to the first
 
 
 def _score(common, model, recs, truth_recs, truth: Manifest, params: EvaluateParams, dev) -> dict:
@@ -136,7 +210,32 @@ def _score(common, model, recs, truth_recs, truth: Manifest, params: EvaluatePar
     return {"map50": round(r.map, 4), "ap50": {k: round(v, 4) for k, v in r.ap.items()}, "n_gt": r.n_gt}
 
 
-def _score_translator(common, model, spec: tuple[Path, Path], gt, truth: Manifest, params, dev) -> dict:
+def _fit_niqe(truth: Manifest, params: EvaluateParams):
+    """NIQE's pristine model, fitted on the clean train images that hold two blocks at both scales."""
+    from vat.niqe import fit_niqe
+
+    if params.niqe_patch is None:
+        return None
+    side = 2 * params.niqe_patch
+    images = (load_rgb(r.path) for r in truth.split("train"))
+    try:
+        return fit_niqe((im for im in images if min(im.shape[:2]) >= side), params.niqe_patch)
+    except ValueError as e:
+        raise DataError(
+            f"evaluate: NIQE: {e} (clean train images of at least {side} px; lower evaluate.niqe_patch)"
+        ) from e
+
+
+def _niqe_mean(model, images) -> float | None:
+    """Mean NIQE over the images large enough for it (None if none is)."""
+    side = 2 * model.patch
+    scores = [model.score(im) for im in images if min(im.shape[:2]) >= side]
+    return round(float(np.mean(scores)), 4) if scores else None
+
+
+def _score_translator(
+    common, model, spec: tuple[Path, Path], gt, truth: Manifest, params, dev, niqe=None
+) -> dict:
     """D on T_A(G(I_R, I_LQ)) for the scored split's degraded images and their restorations."""
     from vat.datasets import to_image
     from vat.evaluation import translated_detections, translation_triples
@@ -155,6 +254,8 @@ def _score_translator(common, model, spec: tuple[Path, Path], gt, truth: Manifes
         quality["psnr"].append(min(psnr(out_img, clean_img, data_range=255), 100.0))
         quality["ssim"].append(ssim(out_img, clean_img, data_range=255))
         quality["gate_mean"].append(float(res["gate"][i].mean()))
+        if niqe is not None and min(out_img.shape[:2]) >= 2 * niqe.patch:
+            quality.setdefault("niqe", []).append(niqe.score(out_img))
 
     dets, truth_boxes = translated_detections(model, translator, triples, dev, each=measure)
     r = evaluate_detections(truth_boxes, dets, truth.classes, 0.5, params.interpolation)

@@ -7,9 +7,10 @@ Rows whose stage does not exist yet are listed as such, never left out silently.
 ordering of the methods is stated from the numbers, next to the paper's.
 
 Reads:   reports/<stage>/metrics.json of prepare, degrade, train_restorer, train_detector,
-         pseudolabel, train, unpaired, evaluate; reports/ablate/ROW/metrics.json;
-         reports/train/samples.png, reports/unpaired/samples.png
-Writes:  reports/report/report.md, reports/report/report.html
+         pseudolabel, restore, train, unpaired, evaluate; reports/{ablate,study}/*/metrics.json;
+         reports/evaluate/grid.png, reports/train/samples.png, reports/unpaired/samples.png
+Writes:  reports/report/report.md, reports/report/report.html, and the studies' plots
+         reports/report/fig8_width.png, fig8_restorers.png (where their rows exist)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from stages._ui import console, friendly_errors
 from stages.ablate import TABLE4
-from stages.evaluate import ABLATION_ROW
+from stages.evaluate import ABLATION_ROW, STUDY_ROW
 from vat.io import write_text
 
 REPORTS = Path("reports")
@@ -60,7 +61,7 @@ def _ours_row(methods: dict, prefix: str) -> dict | None:
 
 def blocks(reports: Path = REPORTS) -> list[tuple]:
     """The report as blocks: ("h", level, text), ("p", text), ("table", header, rows),
-    ("img", src, caption)."""
+    ("img", src, caption), ("plot", png name, series, xlabel, ylabel, title, xlog, caption)."""
     ev, tr, rs = _load(reports, "evaluate"), _load(reports, "train"), _load(reports, "train_restorer")
     pl, det, prep = _load(reports, "pseudolabel"), _load(reports, "train_detector"), _load(reports, "prepare")
     out: list[tuple] = [("h", 1, "VaT run report")]
@@ -107,17 +108,40 @@ def blocks(reports: Path = REPORTS) -> list[tuple]:
     )
     out.append(("p", note))
     out.append(("p", _ordering(ours)))
+    if (reports / "evaluate/grid.png").is_file():
+        out.append(
+            (
+                "img",
+                "../evaluate/grid.png",
+                "Test images: D's boxes (score >= 0.25) on what each method "
+                "shows it, and the clean image with its true boxes",
+            )
+        )
 
     # -- Table 2 ------------------------------------------------------------------------------
     out.append(("h", 2, "Image quality against the clean test images (paper Table 2)"))
     q_rows = []
+
+    def niqe(v: dict | None) -> str:
+        return f"{v['niqe']}" if v and v.get("niqe") is not None else "-"
+
+    if ours["Clean (upper bound)"] and "niqe" in ours["Clean (upper bound)"]:
+        q_rows.append(["clean I_HQ (reference)", "-", "-", niqe(ours["Clean (upper bound)"])])
     if rs:
-        q_rows.append(["degraded I_LQ", f"{rs.get('psnr_degraded', '-')}", f"{rs.get('ssim_degraded', '-')}"])
+        q_rows.append(
+            [
+                "degraded I_LQ",
+                f"{rs.get('psnr_degraded', '-')}",
+                f"{rs.get('ssim_degraded', '-')}",
+                niqe(ours["Vanilla"]),
+            ]
+        )
         q_rows.append(
             [
                 f"restored R(I_LQ), R={rs.get('arch')}",
                 f"{rs.get('psnr_restored', '-')}",
                 f"{rs.get('ssim_restored', '-')}",
+                niqe(ours["Baseline (R + D)"]),
             ]
         )
     vat = ours["VaT"]
@@ -126,16 +150,26 @@ def blocks(reports: Path = REPORTS) -> list[tuple]:
         ("VaT T_A(I_F)", vat),
     ):
         if v and "psnr" in v:
-            q_rows.append([label, f"{v['psnr']}", f"{v['ssim']}"])
-    out.append(("table", ["images", "PSNR dB", "SSIM"], q_rows))
+            q_rows.append([label, f"{v['psnr']}", f"{v['ssim']}", niqe(v)])
+    out.append(("table", ["images", "PSNR dB", "SSIM", "NIQE"], q_rows))
+    n = ev.get("niqe")
     note = (
         "VaT optimises D's loss, not fidelity: the paper also reports VaT's PSNR at or below "
-        "the restorer's on synthetic haze. No-reference NIQE on real sets: not built yet."
+        "the restorer's on synthetic haze. "
+        + (
+            f"NIQE (lower is better): its pristine model is fitted on this run's clean training images "
+            f"({n['pristine_blocks']} blocks of {n['patch']} px), so it is comparable within this table "
+            "only, not with published NIQE values (the paper's Table 3 scores real RTTS images; real "
+            "test sets without clean pairs are not built here)."
+            if n
+            else "NIQE: off (evaluate.niqe_patch: null)."
+        )
     )
     out.append(("p", note))
 
     # -- Table 4 and the studies -----------------------------------------------------------------
     out += _ablations(reports, methods, vat, tr)
+    out += _restorer_study(reports, methods, ours["Baseline (R + D)"], vat, rs)
 
     # -- the run ---------------------------------------------------------------------------------
     out.append(("h", 2, "The run"))
@@ -249,6 +283,18 @@ def _ablations(reports: Path, methods: dict, vat: dict | None, tr: dict | None) 
                 [[n, f"{c / 1e6:.3f}M", _pct(m), st] for n, c, m, st in pts],
             )
         )
+        out.append(
+            (
+                "plot",
+                "fig8_width.png",
+                {"VaT": [(c / 1e6, 100 * m, n) for n, c, m, _ in pts if m is not None]},
+                "translator parameters (G + T_A), millions",
+                "test mAP@0.5 (%)",
+                "Translator size against mAP (Fig. 8 right)",
+                True,
+                "Translator size against VaT's test mAP@0.5 (paper Fig. 8 right)",
+            )
+        )
         maps = [p[2] for p in pts if p[2] is not None]
         grows = all(b >= a for a, b in zip(maps, maps[1:], strict=False))
         out.append(
@@ -275,6 +321,72 @@ def _ablations(reports: Path, methods: dict, vat: dict | None, tr: dict | None) 
                 ],
             )
         )
+    return out
+
+
+def _restorer_study(reports: Path, methods: dict, base: dict | None, vat: dict | None, rs: dict | None):
+    """Fig. 8 left: each restorer's test PSNR against the baseline's and VaT's mAP (the main run's
+    R and every R of the study stage)."""
+    main = _load(reports, "restore")
+    points = []  # (R, psnr, baseline mAP, VaT mAP, where)
+    if main and base and vat and rs:
+        points.append(
+            (
+                rs.get("arch", "R"),
+                main.get("test", {}).get("psnr_restored"),
+                base["map50"],
+                vat["map50"],
+                "main run",
+            )
+        )
+    for p in sorted((reports / "study").glob("*/metrics.json")):
+        m = json.loads(p.read_text())
+        r = m["restorer"]
+        b, v = (
+            methods.get(STUDY_ROW.format(r) + "Baseline D(R(I_LQ))"),
+            methods.get(STUDY_ROW.format(r) + "VaT D(T_A(I_F))"),
+        )
+        if b and v:
+            points.append((r, m.get("test", {}).get("psnr_restored"), b["map50"], v["map50"], f"`study@{r}`"))
+    if len(points) < 2:
+        return []
+    out: list[tuple] = [("h", 2, "Restorer quality against mAP (paper Fig. 8 left)")]
+    rows = [
+        [r, f"{q:.2f}" if q is not None else "-", _pct(b), _pct(v), f"{100 * (v - b):+.2f}", w]
+        for r, q, b, v, w in sorted(points, key=lambda p: p[1] or 0)
+    ]
+    out.append(
+        ("table", ["R", "R's test PSNR dB", "Baseline D(R(I_LQ))", "VaT", "VaT - Baseline", "run"], rows)
+    )
+    pts = [p for p in points if p[1] is not None]
+    out.append(
+        (
+            "plot",
+            "fig8_restorers.png",
+            {
+                "VaT": [(q, 100 * v, r) for r, q, _, v, _ in pts],
+                "Baseline": [(q, 100 * b, r) for r, q, b, _, _ in pts],
+            },
+            "R's test PSNR (dB)",
+            "test mAP@0.5 (%)",
+            "Restorer quality against mAP (Fig. 8 left)",
+            False,
+            "Each restorer's test PSNR against D's test mAP@0.5 behind it, with and without VaT "
+            "(paper Fig. 8 left)",
+        )
+    )
+    by_q = sorted(pts, key=lambda p: p[1])
+    rises = all(b[3] >= a[3] for a, b in zip(by_q, by_q[1:], strict=False))
+    helps = sum(v > b for _, _, b, v, _ in points)
+    out.append(
+        (
+            "p",
+            "The paper: VaT's mAP rises with the restorer's PSNR (DCP < AOD-Net < GCANet on VOCh). Here "
+            + ("it rises with every step in PSNR" if rises else "it does not rise monotonically with PSNR")
+            + f"; VaT beats the baseline behind {helps} of {len(points)} restorers. Each study row re-runs "
+            "restore, pseudolabel and train behind its R with the main run's params.",
+        )
+    )
     return out
 
 
@@ -341,6 +453,8 @@ def to_markdown(bs: list[tuple]) -> str:
             lines.append("")
         elif b[0] == "img":
             lines += [f"![{b[2]}]({b[1]})", "", f"*{b[2]}*", ""]
+        elif b[0] == "plot":
+            lines += [f"![{b[7]}]({b[1]})", "", f"*{b[7]}*", ""]
     return "\n".join(lines)
 
 
@@ -363,16 +477,21 @@ def to_html(bs: list[tuple]) -> str:
             for r in b[2]:
                 parts.append("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>")
             parts.append("</table>")
-        elif b[0] == "img":
-            parts.append(
-                f"<figure><img src='{e(b[1])}' alt='{e(b[2])}'><figcaption>{e(b[2])}</figcaption></figure>"
-            )
+        elif b[0] in ("img", "plot"):
+            src, caption = (b[1], b[2]) if b[0] == "img" else (b[1], b[7])
+            figure = f"<img src='{e(src)}' alt='{e(caption)}'><figcaption>{e(caption)}</figcaption>"
+            parts.append(f"<figure>{figure}</figure>")
     return "\n".join(parts + ["</body></html>\n"])
 
 
 def run(reports: Path = REPORTS, out: Path = OUT) -> dict:
+    from vat.viz import scatter_plot
+
     bs = blocks(reports)
     out.mkdir(parents=True, exist_ok=True)
+    for b in bs:
+        if b[0] == "plot":
+            scatter_plot(out / b[1], b[2], b[3], b[4], b[5], xlog=b[6])
     write_text(to_markdown(bs), out / "report.md")
     write_text(to_html(bs), out / "report.html")
     return {"blocks": len(bs), "markdown": str(out / "report.md"), "html": str(out / "report.html")}

@@ -32,6 +32,21 @@ def test_atomic_dir_swaps_only_on_success(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stage"]
 
 
+def test_atomic_writes_get_plain_permissions_not_owner_only(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "f.txt") as tmp:
+            tmp.write_text("x")
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "g.txt").write_text("y")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644  # mkstemp alone gives 0o600
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755  # mkdtemp alone gives 0o700
+
+
 def test_png_is_lossless_and_deterministic(tmp_path):
     a = np.random.default_rng(0).integers(0, 256, (17, 23, 3), dtype=np.uint8)
     save_png(a, tmp_path / "a.png")

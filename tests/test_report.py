@@ -42,7 +42,11 @@ def test_report_tables_ordering_and_missing_rows(tmp_path):
     assert "| VaT | 45.00 | 45.00 | 45.00 | 45.00 | 45.00 | 45.00 | 81.98" in md  # ours, then the paper's
     assert "| CycleGAN-style unpaired | not run |" in md
     assert "Ordering here: VaT (45.00) > Baseline (R + D) (40.00) > Vanilla (10.00)." in md
-    assert "| VaT T_A(I_F) | 19.5 | 0.8 |" in md and "| restored R(I_LQ), R=aodnet | 20.1 | 0.8 |" in md
+    assert (
+        "| VaT T_A(I_F) | 19.5 | 0.8 | - |" in md
+        and "NIQE: off" in md
+        and "| restored R(I_LQ), R=aodnet | 20.1 | 0.8 |" in md
+    )
     assert (
         "| w/o L_mle (L_cyc only) | `no_mle` | not run (add ablate.no_mle to params) | 11.45 | 10.42 |" in md
     )
@@ -70,10 +74,16 @@ def test_report_fills_unpaired_ablations_width_study_and_checks_the_papers_order
             "Ablation plain_mixup": 0.44,
             "Ablation w8": 0.47,
             "Ablation lr_high": 0.2,
+            "Study R=identity: Baseline D(R(I_LQ))": 0.1,
+            "Study R=identity: VaT D(T_A(I_F))": 0.3,
+            "Study R=dcp: Baseline D(R(I_LQ))": 0.38,
+            "Study R=dcp: VaT D(T_A(I_F))": 0.36,  # below its baseline
         }
     )
-    methods["Unpaired CycleGAN-style D(T_A(I_F))"] |= {"psnr": 18.0, "ssim": 0.7}
-    ev = {"images": 10, "split": "test", "task": "haze", "metric": "mAP@0.5", "methods": methods}
+    methods["Unpaired CycleGAN-style D(T_A(I_F))"] |= {"psnr": 18.0, "ssim": 0.7, "niqe": 6.5}
+    methods["Clean D(I_HQ)"]["niqe"] = 4.2
+    ev = {"images": 10, "split": "test", "task": "haze", "metric": "mAP@0.5", "methods": methods,
+          "niqe": {"patch": 32, "pristine_blocks": 900}}  # fmt: skip
     _write(tmp_path / "evaluate/metrics.json", ev)
     tr = {"translator": "vat-w4", "params_inference": 60_000, "steps": 9, "images_per_second": 1.0,
           "device": "cpu", "selected": {"epoch": 1, "selected": "last"}, "val": []}  # fmt: skip

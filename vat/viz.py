@@ -101,3 +101,38 @@ def grid(images: Sequence[np.ndarray], ncols: int, pad: int = 2) -> np.ndarray:
         y, x = pad + r * (h + pad), pad + c * (w + pad)
         out[y : y + h, x : x + w] = im
     return out
+
+
+def scatter_plot(
+    path,
+    series: dict[str, list[tuple[float, float, str]]],
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    xlog: bool = False,
+) -> None:
+    """A PNG of labelled points joined by a line per series: ``{name: [(x, y, point label)]}``,
+    each series sorted by x (matplotlib, Agg backend; the file is written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vat.io import atomic_path
+
+    fig, ax = plt.subplots(figsize=(5.0, 3.6), dpi=120)
+    for name, pts in series.items():
+        pts = sorted(pts)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=name)
+        for x, y, text in pts:
+            ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    if xlog:
+        ax.set_xscale("log")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
