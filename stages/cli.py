@@ -16,6 +16,7 @@ from stages import (
     pseudolabel,
     report,
     restore,
+    study,
     train,
     train_detector,
     train_restorer,
@@ -30,7 +31,7 @@ app = typer.Typer(
         "Each stage command reads params.yaml (its own section plus `common`) and writes "
         "data/<stage>/ and reports/<stage>/. `dvc repro` runs them in order; run one alone "
         "to inspect it. Pipeline: prepare -> degrade -> train_restorer -> restore, "
-        "train_detector -> pseudolabel -> train, unpaired, ablate ROW -> evaluate -> report. "
+        "train_detector -> pseudolabel -> train, unpaired, ablate ROW; study R -> evaluate -> report. "
         "`vat browse` opens the pseudo-labels in the FiftyOne app."
     ),
     no_args_is_help=True,
@@ -46,6 +47,7 @@ app.command("pseudolabel")(pseudolabel.command)
 app.command("train")(train.command)
 app.command("unpaired")(unpaired.command)
 app.command("ablate")(ablate.command)
+app.command("study")(study.command)
 app.command("evaluate")(evaluate.command)
 app.command("report")(report.command)
 app.command("translate")(translate.command)

@@ -178,16 +178,16 @@ def run(
     fresh: bool = False,
     stop_after: int | None = None,
     track: Track = no_track,
+    restorer_spec: Path = RESTORER,
 ) -> dict:
     """Train; returns the summary written to ``reports/metrics.json``.
+
+    ``restorer_spec``: the restorer's ``restorer.json``, recorded in the checkpoints' meta.
 
     ``stop_after``: stop after that many steps as if killed (after any checkpoint due at
     that step), writing nothing but the resume state; for tests of resume.
     """
     from vat import distributed as dist
-    from vat.evaluation import load_vision_model, translation_triples
-    from vat.manifest import read_manifest
-    from vat.training import load_training_data, steps_per_epoch
 
     if common.task == "classify":
         raise ParamsError("train: the classification task is not trained by this stage yet (detection only)")
@@ -199,33 +199,87 @@ def run(
     try:
         if params.batch % world:
             raise ParamsError(f"train.batch={params.batch} does not split over {world} processes")
-        for p in (pseudolabels / "images.parquet", pseudolabels / "boxes.parquet"):
-            if not p.is_file():
-                raise DataError(f"{p}: missing; run `vat pseudolabel` first")
         inputs = [pseudolabels / "images.parquet", pseudolabels / "boxes.parquet", clean_path, degraded_path,
                   restored_path, models / "detector.pt"]  # fmt: skip
         fp = fingerprint(common, params, speed, inputs)
-        clean = read_manifest(clean_path)
-        detector = load_vision_model(common.task, models, clean.classes, dev)
-        data = load_training_data(pseudolabels, clean_path, degraded_path, restored_path,
-                                  detector.imgsz if detector.resize else None)  # fmt: skip
-        spe = steps_per_epoch(len(data.degraded), params.batch)
-        if spe < 1:
-            raise DataError(
-                f"{pseudolabels / 'images.parquet'}: {len(data.degraded)} degraded training images, "
-                f"fewer than train.batch={params.batch}"
-            )
-        truth = {r.image_id: r for r in clean.split("val")}
-        val = (
-            translation_triples(truth, degraded_path, restored_path, "val") if params.select == "val" else []
-        )
-        if params.select == "val" and not val:
-            raise DataError(f"{clean_path}: no val split to select a checkpoint on; set train.select: last")
+        ins = load_inputs(common, params, pseudolabels, clean_path, degraded_path, restored_path, models, dev)
         model = build_model(common, params, speed, dev)
-        return _loop(common, params, speed, data, spe, detector, model, val, clean.classes, fp, dev, rank,
-                     world, out, resume_dir, reports, fresh, stop_after, track)  # fmt: skip
+        return _loop(common, params, speed, ins.data, ins.spe, ins.detector, model, ins.val, ins.classes, fp,
+                     dev, rank, world, out, resume_dir, reports, fresh, stop_after, track,
+                     restorer_spec)  # fmt: skip
     finally:
         dist.cleanup()
+
+
+@dataclass
+class Inputs:
+    """What a translator's training reads, loaded and checked (train and unpaired share it)."""
+
+    classes: list[str]
+    detector: object  # the frozen D
+    data: object  # vat.training.TrainingData
+    spe: int  # steps per epoch
+    val: list  # (degraded, restored, truth) records of the val split; empty with select: last
+
+
+def load_inputs(
+    common: CommonParams,
+    params: TrainParams,
+    pseudolabels: Path,
+    clean_path: Path,
+    degraded_path: Path,
+    restored_path: Path,
+    models: Path,
+    dev: torch.device,
+) -> Inputs:
+    """The pseudo-labelled training images at D's scale, D, and the val split for selection."""
+    from vat.evaluation import load_vision_model, translation_triples
+    from vat.manifest import read_manifest
+    from vat.training import load_training_data, steps_per_epoch
+
+    for p in (pseudolabels / "images.parquet", pseudolabels / "boxes.parquet"):
+        if not p.is_file():
+            raise DataError(f"{p}: missing; run `vat pseudolabel` first")
+    clean = read_manifest(clean_path)
+    detector = load_vision_model(common.task, models, clean.classes, dev)
+    data = load_training_data(pseudolabels, clean_path, degraded_path, restored_path,
+                              detector.imgsz if detector.resize else None)  # fmt: skip
+    spe = steps_per_epoch(len(data.degraded), params.batch)
+    if spe < 1:
+        raise DataError(
+            f"{pseudolabels / 'images.parquet'}: {len(data.degraded)} degraded training images, "
+            f"fewer than train.batch={params.batch}"
+        )
+    truth = {r.image_id: r for r in clean.split("val")}
+    val = translation_triples(truth, degraded_path, restored_path, "val") if params.select == "val" else []
+    if params.select == "val" and not val:
+        raise DataError(f"{clean_path}: no val split to select a checkpoint on; set train.select: last")
+    return Inputs(clean.classes, detector, data, spe, val)
+
+
+def snapshot(model) -> dict:
+    """A CPU copy of the inference weights (G + T_A) of a training translator."""
+    from vat.models.translator import inference_state
+
+    return {k: v.detach().cpu().clone() for k, v in inference_state(model.state_dict()).items()}
+
+
+def write_translators(out: Path, inference, last_state: dict, best: dict | None, best_state: dict | None,
+                      base: dict, select: str, epochs: int) -> dict:  # fmt: skip
+    """``out/last.pt`` and ``out/translator.pt`` (the val-selected one, or the last), atomically
+    together; returns the selected one's meta."""
+    from vat.models.translator import save_translator
+
+    chosen = "last" if select == "last" or best_state is None else "val"
+    meta = base | {"epoch": epochs, "selected": "last"}
+    with atomic_dir(out) as tmp:
+        inference.load_state_dict(last_state)
+        save_translator(inference, tmp / "last.pt", meta)
+        if chosen == "val":
+            inference.load_state_dict(best_state)
+            meta = base | {"epoch": best["epoch"], "selected": "val", "val_map50": best["val_map50"]}
+        save_translator(inference, tmp / "translator.pt", meta)
+    return meta
 
 
 def _load_state(path: Path, fp: str, fresh: bool) -> dict | None:
@@ -244,9 +298,8 @@ def _load_state(path: Path, fp: str, fresh: bool) -> dict | None:
 
 
 def _loop(common, params, speed, data, spe, detector, model, val, classes, fp, dev, rank, world, out,
-          resume_dir, reports, fresh, stop_after, track) -> dict:  # fmt: skip
+          resume_dir, reports, fresh, stop_after, track, restorer_spec=RESTORER) -> dict:  # fmt: skip
     from vat import distributed as dist
-    from vat.models.translator import inference_state
     from vat.training import (
         TrainGraph,
         lambda_generator,
@@ -353,10 +406,7 @@ def _loop(common, params, speed, data, spe, detector, model, val, classes, fp, d
                     _log_val(live, done, score)
                     if best is None or score > best["val_map50"]:
                         best = {"epoch": ep, "step": done, "val_map50": score}
-                        best_state = {
-                            k: v.detach().cpu().clone()
-                            for k, v in inference_state(model.state_dict()).items()
-                        }
+                        best_state = snapshot(model)
                     model.train()
                 t_mark = time.perf_counter()  # validation time is not training time
                 save_state(done)
@@ -391,6 +441,7 @@ def _loop(common, params, speed, data, spe, detector, model, val, classes, fp, d
         reports,
         stale,
         live,
+        restorer_spec,
     )
 
 
@@ -404,23 +455,16 @@ def _saved_step(path: Path) -> int | str:
 
 
 def _finish(common, params, speed, model, best, best_state, history, vals, seconds, total_steps, spe, data,
-            detector, val, classes, dev, world, out, resume_dir, reports, stale, live) -> dict:  # fmt: skip
-    from vat.models.translator import inference_state, parameter_count, save_translator
+            detector, val, classes, dev, world, out, resume_dir, reports, stale, live,
+            restorer_spec=RESTORER) -> dict:  # fmt: skip
+    from vat.models.translator import parameter_count
 
-    restorer = json.loads(RESTORER.read_text()) if RESTORER.is_file() else None
+    restorer = json.loads(restorer_spec.read_text()) if restorer_spec.is_file() else None
     base = {"translator": params.translator, "restorer": restorer, "epochs": params.epochs}
-    last_state = {k: v.detach().cpu().clone() for k, v in inference_state(model.state_dict()).items()}
+    last_state = snapshot(model)
     chosen = "last" if params.select == "last" or best_state is None else "val"
     inference = _inference_model(common, params)
-    with atomic_dir(out) as tmp:
-        inference.load_state_dict(last_state)
-        save_translator(inference, tmp / "last.pt", base | {"epoch": params.epochs, "selected": "last"})
-        if chosen == "val":
-            inference.load_state_dict(best_state)
-            meta = base | {"epoch": best["epoch"], "selected": "val", "val_map50": best["val_map50"]}
-        else:
-            meta = base | {"epoch": params.epochs, "selected": "last"}
-        save_translator(inference, tmp / "translator.pt", meta)
+    meta = write_translators(out, inference, last_state, best, best_state, base, params.select, params.epochs)
     images = total_steps * params.batch
     metrics = {
         "translator": params.translator,

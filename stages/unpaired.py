@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ from stages.train import CLEAN, DEGRADED, MODELS, PSEUDOLABELS, RESTORED, RESTOR
 from vat.config import CommonParams, load_common, load_section
 from vat.datasets import resolve_device
 from vat.errors import DataError, ParamsError
-from vat.io import atomic_dir, write_json
+from vat.io import write_json
 from vat.seeding import item_seed
 
 OUT = Path("data/unpaired")
@@ -79,69 +79,31 @@ def run(
     track: Track = no_track,
 ) -> dict:
     """Train the baseline; returns the summary written to ``reports/metrics.json``."""
-    from vat.evaluation import load_vision_model, translation_triples
-    from vat.manifest import read_manifest
-    from vat.models.translator import create_translator
-    from vat.training import load_training_data, steps_per_epoch
+    from stages.train import Speed, build_model, load_inputs
     from vat.unpaired import PatchCritic
 
     if common.task == "classify":
         raise ParamsError("unpaired: the classification task is not built yet (detection only)")
     dev = resolve_device(device)
-    if not (pseudolabels / "images.parquet").is_file():
-        raise DataError(f"{pseudolabels / 'images.parquet'}: missing; run `vat pseudolabel` first")
-    clean = read_manifest(clean_path)
-    detector = load_vision_model(common.task, models, clean.classes, dev)
-    data = load_training_data(
-        pseudolabels, clean_path, degraded_path, restored_path, detector.imgsz if detector.resize else None
-    )
-    spe = steps_per_epoch(len(data.degraded), train.batch)
-    if spe < 1:
-        raise DataError(
-            f"{pseudolabels / 'images.parquet'}: fewer degraded images than train.batch={train.batch}"
-        )
-    truth = {r.image_id: r for r in clean.split("val")}
-    val = translation_triples(truth, degraded_path, restored_path, "val") if train.select == "val" else []
-    if train.select == "val" and not val:
-        raise DataError(f"{clean_path}: no val split to select a checkpoint on; set train.select: last")
-    torch.manual_seed(item_seed(common.seed, "unpaired-init"))
-    model = create_translator(
-        train.translator,
-        seed=item_seed(common.seed, "train-init"),
-        with_t_b=True,
-        use_gate=train.use_gate,
-        identity_init=train.identity_init,
-    ).to(dev)
+    ins = load_inputs(common, train, pseudolabels, clean_path, degraded_path, restored_path, models, dev)
+    torch.manual_seed(item_seed(common.seed, "unpaired-init"))  # the critics' init
+    model = build_model(common, replace(train, use_cycle=True), Speed(bf16=False, channels_last=False), dev)
     critics = torch.nn.ModuleDict(
         {
             "hq": PatchCritic(params.critic_width, params.critic_layers),
             "fused": PatchCritic(params.critic_width, params.critic_layers),
         }
     ).to(dev)
-    return _loop(
-        common,
-        train,
-        params,
-        data,
-        spe,
-        detector,
-        model,
-        critics,
-        val,
-        clean.classes,
-        dev,
-        out,
-        reports,
-        track,
-    )
+    return _loop(common, train, params, ins.data, ins.spe, ins.detector, model, critics, ins.val, ins.classes,
+                 dev, out, reports, track)  # fmt: skip
 
 
 def _loop(
     common, train, params, data, spe, detector, model, critics, val, classes, dev, out, reports, track
 ) -> dict:
     from stages.train import Speed as TrainSpeed
-    from stages.train import _samples, _validate
-    from vat.models.translator import create_translator, inference_state, parameter_count, save_translator
+    from stages.train import _inference_model, _samples, _validate, snapshot, write_translators
+    from vat.models.translator import parameter_count
     from vat.training import lr_factor, make_batch, to_float
     from vat.unpaired import HistoryPool, critic_loss, generator_loss
 
@@ -212,24 +174,11 @@ def _loop(
             vals.append({"epoch": ep, "step": ep * spe, "val_map50": score})
             if best is None or score > best["val_map50"]:
                 best = {"epoch": ep, "step": ep * spe, "val_map50": score}
-                best_state = {
-                    k: v.detach().cpu().clone() for k, v in inference_state(model.state_dict()).items()
-                }
+                best_state = snapshot(model)
     restorer = json.loads(RESTORER.read_text()) if RESTORER.is_file() else None
     base = {"translator": train.translator, "restorer": restorer, "epochs": epochs, "objective": "cyclegan"}
-    last_state = {k: v.detach().cpu().clone() for k, v in inference_state(model.state_dict()).items()}
-    inference = create_translator(
-        train.translator, with_t_b=False, use_gate=train.use_gate, identity_init=train.identity_init
-    )
-    chosen = "val" if train.select == "val" and best_state is not None else "last"
-    with atomic_dir(out) as tmp:
-        inference.load_state_dict(last_state)
-        save_translator(inference, tmp / "last.pt", base | {"epoch": epochs, "selected": "last"})
-        meta = base | {"epoch": epochs, "selected": "last"}
-        if chosen == "val":
-            inference.load_state_dict(best_state)
-            meta = base | {"epoch": best["epoch"], "selected": "val", "val_map50": best["val_map50"]}
-        save_translator(inference, tmp / "translator.pt", meta)
+    inference = _inference_model(common, train)
+    meta = write_translators(out, inference, snapshot(model), best, best_state, base, train.select, epochs)
     metrics = {
         "translator": train.translator,
         "objective": "cyclegan (cycle + least-squares adversarial), no pseudo-labels",

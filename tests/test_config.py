@@ -11,6 +11,7 @@ from stages import (
     prepare,
     pseudolabel,
     restore,
+    study,
     train,
     train_detector,
     train_restorer,
@@ -46,6 +47,7 @@ STAGE_PARAMS = [
     (pseudolabel.PseudolabelParams, "pseudolabel"),
     (train.TrainParams, "train"),
     (unpaired.UnpairedParams, "unpaired"),
+    (study.StudyParams, "study"),
     (evaluate.EvaluateParams, "evaluate"),
 ]
 
@@ -110,6 +112,13 @@ def test_every_profile_loads_into_every_stage(tmp_path):
         for row in yaml.safe_load(out.read_text())["ablate"]:
             ablate.row_params(row, out)  # every row of every profile is a valid train variant
         assert yaml.safe_load(out.read_text()) == profile_params(name, ROOT / "profiles")
+
+
+def test_study_restorers_are_checked():
+    with pytest.raises(ValueError, match="'gcanet' is not one of identity, dcp, aodnet, sci"):
+        study.StudyParams(restorers=["dcp", "gcanet"])
+    with pytest.raises(ValueError, match="names repeat"):
+        study.StudyParams(restorers=["dcp", "dcp"])
 
 
 def test_committed_params_is_the_default_profile():

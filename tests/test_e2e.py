@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from vat.manifest import read_manifest
+from vat.models.translator import load_translator
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
@@ -64,6 +65,8 @@ def test_dag_has_every_stage_in_order(repo):
         ("pseudolabel", "ablate@no_mle"),
         ("ablate@no_mle", "evaluate"),
         ("ablate@plain_mixup", "report"),
+        ("train_detector", "study@dcp"),
+        ("study@identity", "evaluate"),
         ("evaluate", "report"),
     ]:
         assert f'"{edge[0]}" -> "{edge[1]}";' in dag
@@ -102,7 +105,16 @@ def test_models_and_evaluation_are_written(repo):
     assert tr["trained"] and len(tr["history"]) == 1 and tr["images"] == 8
     ev = json.loads((dst / "reports/evaluate/metrics.json").read_text())
     rows = {"no_cycle", "no_mle", "no_gate", "gate", "plain_mixup", "w8"}
-    assert ev["images"] == 8 and len(ev["methods"]) == 6 + len(rows)
+    assert ev["images"] == 8 and len(ev["methods"]) == 6 + len(rows) + 2 * 2  # study: identity, dcp
+    for r in ("identity", "dcp"):
+        st = json.loads((dst / f"reports/study/{r}/metrics.json").read_text())
+        assert st["restorer"] == r and st["steps"] == 2 * 6 and "psnr_restored" in st["test"]
+        _, meta = load_translator(dst / f"data/study/{r}/train/translator.pt")
+        assert meta["restorer"]["arch"] == r  # the checkpoint names the R it was trained behind
+        assert f"Study R={r}: VaT D(T_A(I_F))" in ev["methods"]
+    assert (dst / "reports/report/fig8_restorers.png").is_file() and (
+        dst / "reports/report/fig8_width.png"
+    ).is_file()
     assert {"VaT D(T_A(I_F)), val-selected", "VaT, last epoch", "Unpaired CycleGAN-style D(T_A(I_F))"} <= set(
         ev["methods"]
     )
@@ -127,7 +139,10 @@ def test_models_and_evaluation_are_written(repo):
     md = (dst / "reports/report/report.md").read_text()
     assert "| VaT |" in md and (dst / "reports/report/report.html").is_file()
     assert "not run" not in md and "| CycleGAN-style unpaired | " in md and "steps hold here" in md
+    assert "| dcp |" in md and "`study@identity`" in md and "| vat-w8 |" in md
     assert all(0 <= m["map50"] <= 1 for m in ev["methods"].values())
+    assert (dst / "reports/evaluate/grid.png").stat().st_size > 10_000
+    assert ev["niqe"]["patch"] == 32 and all(m["niqe"] > 0 for m in ev["methods"].values())
     assert "| Vanilla D(I_LQ) |" in (dst / "reports/evaluate/table.md").read_text()
     pl = json.loads((dst / "reports/pseudolabel/metrics.json").read_text())
     assert pl["images"] == {"degraded": 12, "clean": 12}
