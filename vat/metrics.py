@@ -38,7 +38,7 @@ Cross-checks (tests/test_metrics.py):
   its AP is the trapezoid
   of a linearly interpolated envelope on the 101 points, not pycocotools' step mean, so
   mAP agrees to ~2e-3, and to 5e-4 once the trapezoid's end terms are accounted for;
-- pycocotools ``COCOeval`` (not a dependency; the test runs where it is installed):
+- pycocotools ``COCOeval`` (a dev dependency, so the test always runs in CI):
   ``coco_101point`` per-class AP equal to 1e-12;
 - a brute-force all-point and 11-point AP written separately in the test.
 
