@@ -115,7 +115,9 @@ def run(
     if not gt:
         raise DataError(f"{truth_path}: split {params.split!r} is empty")
     model = load_vision_model(common.task, models, truth.classes, dev)
-    niqe = _fit_niqe(truth, params) if common.task != "classify" else None
+    niqe, niqe_note = (
+        _fit_niqe(truth, params) if common.task != "classify" else (None, "classification crops")
+    )
     rows = {}
     for name, path in track(list(inputs.items()), "evaluate", len(inputs)):
         if isinstance(path, tuple):
@@ -135,6 +137,8 @@ def run(
             "pristine_blocks": niqe.blocks,
             "fitted_on": f"the {truth_path} train split (clean)",
         }
+    elif niqe_note:
+        result["niqe"] = {"skipped": niqe_note}
     if common.task != "classify":
         result["metric"] = f"mAP@0.5 ({params.interpolation})"
     else:
@@ -211,19 +215,19 @@ def _score(common, model, recs, truth_recs, truth: Manifest, params: EvaluatePar
 
 
 def _fit_niqe(truth: Manifest, params: EvaluateParams):
-    """NIQE's pristine model, fitted on the clean train images that hold two blocks at both scales."""
+    """(NIQE's pristine model fitted on the clean train images that hold two blocks at both
+    scales, None); or (None, why not) when NIQE is off or no image is large enough, since
+    an optional score must not stop the evaluation."""
     from vat.niqe import fit_niqe
 
     if params.niqe_patch is None:
-        return None
+        return None, "evaluate.niqe_patch is null"
     side = 2 * params.niqe_patch
     images = (load_rgb(r.path) for r in truth.split("train"))
     try:
-        return fit_niqe((im for im in images if min(im.shape[:2]) >= side), params.niqe_patch)
+        return fit_niqe((im for im in images if min(im.shape[:2]) >= side), params.niqe_patch), None
     except ValueError as e:
-        raise DataError(
-            f"evaluate: NIQE: {e} (clean train images of at least {side} px; lower evaluate.niqe_patch)"
-        ) from e
+        return None, f"{e}: no clean train image of at least {side} px; lower evaluate.niqe_patch"
 
 
 def _niqe_mean(model, images) -> float | None:

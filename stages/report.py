@@ -161,8 +161,8 @@ def blocks(reports: Path = REPORTS) -> list[tuple]:
             f"({n['pristine_blocks']} blocks of {n['patch']} px), so it is comparable within this table "
             "only, not with published NIQE values (the paper's Table 3 scores real RTTS images; real "
             "test sets without clean pairs are not built here)."
-            if n
-            else "NIQE: off (evaluate.niqe_patch: null)."
+            if n and "patch" in n
+            else f"NIQE: not computed ({(n or {}).get('skipped', 'evaluate.niqe_patch: null')})."
         )
     )
     out.append(("p", note))

@@ -44,7 +44,7 @@ def test_report_tables_ordering_and_missing_rows(tmp_path):
     assert "Ordering here: VaT (45.00) > Baseline (R + D) (40.00) > Vanilla (10.00)." in md
     assert (
         "| VaT T_A(I_F) | 19.5 | 0.8 | - |" in md
-        and "NIQE: off" in md
+        and "NIQE: not computed (evaluate.niqe_patch: null)." in md
         and "| restored R(I_LQ), R=aodnet | 20.1 | 0.8 |" in md
     )
     assert (

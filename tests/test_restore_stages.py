@@ -107,6 +107,7 @@ def test_evaluate_table_has_one_row_per_method(data):
         models=base / "models", reports=base / "rev", device="cpu",
     )  # fmt: skip
     assert set(result["methods"]) == {"Clean", "Vanilla"} and result["images"] == 2
+    assert "no clean train image of at least 64 px" in result["niqe"]["skipped"]  # 64 x 48 images: too small
     table = (base / "rev/table.md").read_text()
     assert "| Clean |" in table and "| Vanilla |" in table and "bicycle" in table
 
