@@ -159,10 +159,9 @@ def _grid(model, inputs: dict, gt: dict, split: str, classes: list[str], dev, pa
     """The first ``n`` scored images (by id), one row each: D's boxes (score >= 0.25) on what each
     method shows D (Vanilla, Baseline, Unpaired, VaT), then the clean image with its true boxes."""
     from vat.datasets import to_image, to_tensor
-    from vat.manifest import Box
     from vat.models.translator import load_translator
     from vat.translate import translate_pairs
-    from vat.viz import draw_boxes, grid, label_strip
+    from vat.viz import draw_boxes, draw_detections, grid, label_strip
 
     ids = sorted(gt)[:n]
     columns = []  # (title, {image id: uint8 image})
@@ -189,10 +188,7 @@ def _grid(model, inputs: dict, gt: dict, split: str, classes: list[str], dev, pa
     for i in ids:
         for title, images in columns:
             det = model.predict(to_tensor(images[i])[None].to(dev), conf=0.25)[0]
-            boxes = [
-                Box(int(c), *map(float, b)) for b, c in zip(det.boxes.cpu(), det.classes.cpu(), strict=True)
-            ]
-            tiles.append(label_strip(draw_boxes(images[i], boxes, classes, det.scores.tolist()), title))
+            tiles.append(label_strip(draw_detections(images[i], det, classes), title))
         tiles.append(label_strip(draw_boxes(load_rgb(gt[i].path), gt[i].boxes, classes), "clean, true boxes"))
     if tiles:
         save_png(grid(tiles, ncols=len(columns) + 1), path)  # images of other sizes are resized to the first
@@ -218,22 +214,21 @@ def _fit_niqe(truth: Manifest, params: EvaluateParams):
     """(NIQE's pristine model fitted on the clean train images that hold two blocks at both
     scales, None); or (None, why not) when NIQE is off or no image is large enough, since
     an optional score must not stop the evaluation."""
-    from vat.niqe import fit_niqe
+    from vat.niqe import fit_niqe, fits
 
     if params.niqe_patch is None:
         return None, "evaluate.niqe_patch is null"
-    side = 2 * params.niqe_patch
     images = (load_rgb(r.path) for r in truth.split("train"))
     try:
-        return fit_niqe((im for im in images if min(im.shape[:2]) >= side), params.niqe_patch), None
+        return fit_niqe((im for im in images if fits(im, params.niqe_patch)), params.niqe_patch), None
     except ValueError as e:
+        side = 2 * params.niqe_patch
         return None, f"{e}: no clean train image of at least {side} px; lower evaluate.niqe_patch"
 
 
 def _niqe_mean(model, images) -> float | None:
     """Mean NIQE over the images large enough for it (None if none is)."""
-    side = 2 * model.patch
-    scores = [model.score(im) for im in images if min(im.shape[:2]) >= side]
+    scores = [model.score(im) for im in images if model.fits(im)]
     return round(float(np.mean(scores)), 4) if scores else None
 
 
@@ -258,7 +253,7 @@ def _score_translator(
         quality["psnr"].append(min(psnr(out_img, clean_img, data_range=255), 100.0))
         quality["ssim"].append(ssim(out_img, clean_img, data_range=255))
         quality["gate_mean"].append(float(res["gate"][i].mean()))
-        if niqe is not None and min(out_img.shape[:2]) >= 2 * niqe.patch:
+        if niqe is not None and niqe.fits(out_img):
             quality.setdefault("niqe", []).append(niqe.score(out_img))
 
     dets, truth_boxes = translated_detections(model, translator, triples, dev, each=measure)

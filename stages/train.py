@@ -509,22 +509,19 @@ def _validate(model, detector, val, classes, dev, speed) -> float:
 def _samples(model, detector, pairs, classes, dev, path: Path) -> None:
     from vat.datasets import to_image
     from vat.io import load_rgb
-    from vat.manifest import Box
     from vat.translate import translate_pairs
-    from vat.viz import draw_boxes, label_strip
+    from vat.viz import draw_detections, label_strip
 
     tiles = []
     for ps, res in translate_pairs(model, pairs, dev):
         dets = detector.predict(res["out"], conf=0.25)
         for i, p in enumerate(ps):
-            d = dets[i]
-            boxes = [Box(int(c), *map(float, b)) for b, c in zip(d.boxes.cpu(), d.classes.cpu(), strict=True)]
             gate = (res["gate"][i, 0].cpu().numpy() * 255).round().astype(np.uint8)
             tiles.append([
                 label_strip(load_rgb(p[0].path), "degraded I_LQ"),
                 label_strip(load_rgb(p[1].path), "restored I_R"),
                 label_strip(np.repeat(gate[..., None], 3, 2), "gate w (white: I_LQ)"),
-                label_strip(draw_boxes(to_image(res["out"][i].cpu()), boxes, classes, d.scores.tolist()),
+                label_strip(draw_detections(to_image(res["out"][i].cpu()), dets[i], classes),
                             "VaT T_A(I_F), D's boxes"),
             ])  # fmt: skip
     if tiles:

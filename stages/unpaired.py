@@ -31,14 +31,15 @@ import torch
 import typer
 
 from stages._ui import Track, console, friendly_errors, no_track, rich_track
-from stages.train import CLEAN, DEGRADED, MODELS, PSEUDOLABELS, RESTORED, RESTORER, TrainParams
+from stages.train import CLEAN, DEGRADED, MODELS, PSEUDOLABELS, RESTORED, RESTORER, Speed, TrainParams
 from vat.config import CommonParams, load_common, load_section
 from vat.datasets import resolve_device
-from vat.errors import DataError, ParamsError
+from vat.errors import ParamsError
 from vat.io import write_json
 from vat.seeding import item_seed
 
 OUT = Path("data/unpaired")
+FP32 = Speed(bf16=False, channels_last=False)  # one precision on every device (a short baseline)
 REPORTS = Path("reports/unpaired")
 
 
@@ -79,7 +80,7 @@ def run(
     track: Track = no_track,
 ) -> dict:
     """Train the baseline; returns the summary written to ``reports/metrics.json``."""
-    from stages.train import Speed, build_model, load_inputs
+    from stages.train import build_model, load_inputs
     from vat.unpaired import PatchCritic
 
     if common.task == "classify":
@@ -87,7 +88,7 @@ def run(
     dev = resolve_device(device)
     ins = load_inputs(common, train, pseudolabels, clean_path, degraded_path, restored_path, models, dev)
     torch.manual_seed(item_seed(common.seed, "unpaired-init"))  # the critics' init
-    model = build_model(common, replace(train, use_cycle=True), Speed(bf16=False, channels_last=False), dev)
+    model = build_model(common, replace(train, use_cycle=True), FP32, dev)
     critics = torch.nn.ModuleDict(
         {
             "hq": PatchCritic(params.critic_width, params.critic_layers),
@@ -101,8 +102,7 @@ def run(
 def _loop(
     common, train, params, data, spe, detector, model, critics, val, classes, dev, out, reports, track
 ) -> dict:
-    from stages.train import Speed as TrainSpeed
-    from stages.train import _inference_model, _samples, _validate, snapshot, write_translators
+    from stages.train import TrainingError, _inference_model, _samples, _validate, snapshot, write_translators
     from vat.models.translator import parameter_count
     from vat.training import lr_factor, make_batch, to_float
     from vat.unpaired import HistoryPool, critic_loss, generator_loss
@@ -120,7 +120,6 @@ def _loop(
     ]
     gen = torch.Generator().manual_seed(item_seed(common.seed, "unpaired-pool"))
     pools = {"hq": HistoryPool(params.pool, gen), "fused": HistoryPool(params.pool, gen)}
-    speed = TrainSpeed(bf16=False, channels_last=False)
     history, vals, best, best_state, seconds, running = [], [], None, None, 0.0, {}
     for epoch in track(range(epochs), f"unpaired {train.translator}", epochs):
         model.train()
@@ -142,7 +141,7 @@ def _loop(
                 params.identity_weight,
             )
             if not torch.isfinite(g["total"]):
-                raise DataError(
+                raise TrainingError(
                     f"unpaired: step {step}: non-finite loss {float(g['total'])}; lower unpaired.lr"
                 )
             opt_g.zero_grad(set_to_none=True)
@@ -170,7 +169,7 @@ def _loop(
         seconds += time.perf_counter() - t0
         ep = epoch + 1
         if val and (ep % train.val_every == 0 or ep == epochs):
-            score = _validate(model, detector, val, classes, dev, speed)
+            score = _validate(model, detector, val, classes, dev, FP32)
             vals.append({"epoch": ep, "step": ep * spe, "val_map50": score})
             if best is None or score > best["val_map50"]:
                 best = {"epoch": ep, "step": ep * spe, "val_map50": score}

@@ -97,6 +97,11 @@ def _grey(image: np.ndarray) -> np.ndarray:
     return image.astype(np.float64)
 
 
+def fits(image: np.ndarray, patch: int) -> bool:
+    """Whether ``image`` holds one ``patch`` block at both scales (both sides >= 2 * patch)."""
+    return min(image.shape[:2]) >= 2 * patch
+
+
 def patch_features(image: np.ndarray, patch: int = 96) -> tuple[np.ndarray, np.ndarray]:
     """(features (n_blocks, 36), sharpness (n_blocks,)) of an RGB or grey uint8 image.
 
@@ -104,7 +109,7 @@ def patch_features(image: np.ndarray, patch: int = 96) -> tuple[np.ndarray, np.n
     (the image must hold at least one block at both scales, i.e. be at least 2 * patch)."""
     grey = _grey(image)
     h, w = grey.shape
-    if h < 2 * patch or w < 2 * patch:
+    if not fits(grey, patch):
         raise ValueError(f"NIQE: image {w}x{h} is smaller than two blocks of {patch} px at both scales")
     rows, cols = h // patch, w // patch
     out, sharp = [], None
@@ -132,6 +137,10 @@ class NiqeModel:
     cov: np.ndarray
     patch: int
     blocks: int  # pristine blocks it was fitted on
+
+    def fits(self, image: np.ndarray) -> bool:
+        """Whether ``image`` is large enough to be scored (see :func:`fits`)."""
+        return fits(image, self.patch)
 
     def score(self, image: np.ndarray) -> float:
         """NIQE of one image (lower: closer to the pristine statistics)."""
