@@ -48,8 +48,11 @@ TABLE4 = {
 }
 
 
-def row_params(row: str, params_file: Path = Path("params.yaml")) -> tuple[TrainParams, dict]:
-    """The ``train`` params of ``row``: params ``train`` with ``ablate.ROW`` written over it."""
+def row_params(
+    row: str, params_file: Path = Path("params.yaml"), base: dict | None = None
+) -> tuple[TrainParams, dict]:
+    """The ``train`` params of ``row``: params ``train`` (or ``base``, a train section) with
+    ``ablate.ROW`` written over it; and that row's changes."""
     data = read_yaml(params_file)
     rows = data.get("ablate")
     if not isinstance(rows, dict):
@@ -59,7 +62,7 @@ def row_params(row: str, params_file: Path = Path("params.yaml")) -> tuple[Train
     changes = rows[row] or {}
     if not isinstance(changes, dict):
         raise ParamsError(f"{params_file}: ablate.{row}: expected a mapping of train params, got {changes!r}")
-    base = data.get("train")
+    base = data.get("train") if base is None else base
     if not isinstance(base, dict):
         raise ParamsError(f"{params_file}: missing section 'train'")
     unknown = sorted(set(changes) - set(base))

@@ -9,6 +9,7 @@ from stages import (
     ablate,
     bench,
     browse,
+    classify,
     degrade,
     evaluate,
     prepare,
@@ -31,7 +32,8 @@ app = typer.Typer(
         "Each stage command reads params.yaml (its own section plus `common`) and writes "
         "data/<stage>/ and reports/<stage>/. `dvc repro` runs them in order; run one alone "
         "to inspect it. Pipeline: prepare -> degrade -> train_restorer -> restore, "
-        "train_detector -> pseudolabel -> train, unpaired, ablate ROW; study R -> evaluate -> report. "
+        "train_detector -> pseudolabel -> train, unpaired, ablate ROW; study R; classify (Task 2) -> "
+        "evaluate -> report. "
         "`vat browse` opens the pseudo-labels in the FiftyOne app."
     ),
     no_args_is_help=True,
@@ -48,6 +50,7 @@ app.command("train")(train.command)
 app.command("unpaired")(unpaired.command)
 app.command("ablate")(ablate.command)
 app.command("study")(study.command)
+app.command("classify")(classify.command)
 app.command("evaluate")(evaluate.command)
 app.command("report")(report.command)
 app.command("translate")(translate.command)

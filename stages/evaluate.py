@@ -8,7 +8,9 @@ baseline (the unpaired stage; the paper's row "CycleGAN"), every ablation row (t
 ablate stage; Table 4 and the width study), each translator on the same restorations, and
 for each restorer of the study stage its baseline and its VaT (Fig. 8 left).
 Detection: per-class AP@0.5 and mAP with the interpolation named in params;
-classification: accuracy. Ground truth is used here and only here.
+classification: accuracy and one-vs-rest ROC AUC per class (and their mean), with the ROC
+curves of Vanilla, Baseline and VaT drawn in roc.png (the paper's Fig. 6). Ground truth is
+used here and only here.
 
 Reads:   params.yaml [common, evaluate]; data/prepare/, data/degrade/, data/restore/,
          data/train_detector/, data/train/ (translator.pt, last.pt), data/unpaired/translator.pt,
@@ -16,7 +18,8 @@ Reads:   params.yaml [common, evaluate]; data/prepare/, data/degrade/, data/rest
 Writes:  reports/evaluate/metrics.json   one entry per method: mAP@0.5 (or accuracy), per class
          reports/evaluate/table.md       the same as a Markdown table
          reports/evaluate/grid.png       test images: D's boxes on Vanilla / Baseline / Unpaired / VaT
-                                         inputs, and the clean image with its true boxes
+                                         inputs, and the clean image with its true boxes (detection)
+         reports/evaluate/roc.png        ROC curves per class of Vanilla / Baseline / VaT (classification)
 """
 
 from __future__ import annotations
@@ -72,23 +75,26 @@ def methods(
     unpaired: Path = UNPAIRED,
     ablations: Path = ABLATIONS,
     study: Path = STUDY,
+    clean: Path = CLEAN,
+    degraded: Path = DEGRADED,
+    restored: Path = RESTORED,
 ) -> dict[str, Path | tuple[Path, Path]]:
     """Method name -> the images D sees: a manifest, or (translator file, restored manifest)
     for a translator run on the degraded images and their restorations. Translator rows
     appear where their stage has written one: unpaired, VaT (train), each ablation row,
     each restorer of the study (its baseline too)."""
     rows: dict[str, Path | tuple[Path, Path]] = {
-        "Clean D(I_HQ)": CLEAN,
-        "Vanilla D(I_LQ)": DEGRADED,
-        f"Baseline D(R(I_LQ)), R={restorer_arch}": RESTORED,
+        "Clean D(I_HQ)": clean,
+        "Vanilla D(I_LQ)": degraded,
+        f"Baseline D(R(I_LQ)), R={restorer_arch}": restored,
     }
     if (unpaired / "translator.pt").is_file():
-        rows[UNPAIRED_ROW] = (unpaired / "translator.pt", RESTORED)
+        rows[UNPAIRED_ROW] = (unpaired / "translator.pt", restored)
     for name, file in (("VaT D(T_A(I_F)), val-selected", "translator.pt"), ("VaT, last epoch", "last.pt")):
         if (translators / file).is_file():
-            rows[name] = (translators / file, RESTORED)
+            rows[name] = (translators / file, restored)
     for path in sorted(ablations.glob("*/translator.pt")):
-        rows[ABLATION_ROW + path.parent.name] = (path, RESTORED)
+        rows[ABLATION_ROW + path.parent.name] = (path, restored)
     for path in sorted(study.glob("*/train/translator.pt")):
         r, restored = path.parent.parent, path.parent.parent / "restore/manifest.parquet"
         rows[STUDY_ROW.format(r.name) + "Baseline D(R(I_LQ))"] = restored
@@ -105,7 +111,10 @@ def run(
     reports: Path = REPORTS,
     device: str = "auto",
     track: Track = no_track,
+    degraded_path: Path = DEGRADED,
 ) -> dict:
+    """Score every method of ``inputs`` (default :func:`methods`); ``degraded_path``: the
+    degraded images the translator rows start from."""
     dev = resolve_device(device)
     if inputs is None:
         arch = json.loads(RESTORER.read_text())["arch"] if RESTORER.is_file() else "R"
@@ -121,7 +130,7 @@ def run(
     rows = {}
     for name, path in track(list(inputs.items()), "evaluate", len(inputs)):
         if isinstance(path, tuple):
-            rows[name] = _score_translator(common, model, path, gt, truth, params, dev, niqe)
+            rows[name] = _score_translator(common, model, path, gt, truth, params, dev, niqe, degraded_path)
             continue
         m = read_manifest(path)
         recs = [r for r in m.records if r.image_id in gt]
@@ -144,18 +153,38 @@ def run(
     else:
         result["metric"] = "accuracy"
     reports.mkdir(parents=True, exist_ok=True)
+    if common.task == "classify":
+        _roc(rows, truth.classes, params.split, reports / "roc.png")
     write_json(result, reports / "metrics.json")
     write_text(_table(result, truth.classes), reports / "table.md")
     if common.task != "classify":
-        _grid(model, inputs, gt, params.split, truth.classes, dev, reports / "grid.png")
+        _grid(model, inputs, gt, params.split, truth.classes, dev, reports / "grid.png", degraded_path)
     return result
+
+
+ROC_METHODS = ("Vanilla", "Baseline", "VaT D(")  # row-name prefixes drawn in roc.png
+
+
+def _roc(rows: dict, classes: list[str], split: str, path: Path) -> None:
+    """roc.png from the rows' ROC curves (classification); the curves leave the rows, which
+    keep only each class's AUC for metrics.json."""
+    curves = {}
+    for name, row in rows.items():
+        roc = row.pop("_roc")
+        if any(name.startswith(p) for p in ROC_METHODS):
+            curves[name.split(" D(")[0].split(",")[0]] = {classes[k]: v for k, v in roc.items()}
+    if curves:
+        from vat.viz import roc_plot
+
+        roc_plot(path, curves, f"one-vs-rest ROC per class, {split} split")
 
 
 GRID_METHODS = ("Vanilla", "Baseline", "Unpaired", "VaT D(")  # row-name prefixes shown in grid.png
 
 
 @torch.no_grad()
-def _grid(model, inputs: dict, gt: dict, split: str, classes: list[str], dev, path: Path, n: int = 4) -> None:
+def _grid(model, inputs: dict, gt: dict, split: str, classes: list[str], dev, path: Path,
+          degraded_path: Path = DEGRADED, n: int = 4) -> None:  # fmt: skip
     """The first ``n`` scored images (by id), one row each: D's boxes (score >= 0.25) on what each
     method shows D (Vanilla, Baseline, Unpaired, VaT), then the clean image with its true boxes."""
     from vat.datasets import to_image, to_tensor
@@ -174,7 +203,7 @@ def _grid(model, inputs: dict, gt: dict, split: str, classes: list[str], dev, pa
             from vat.evaluation import translation_triples
 
             translator, _ = load_translator(spec[0], dev)
-            triples = translation_triples({i: gt[i] for i in ids}, DEGRADED, spec[1], split)
+            triples = translation_triples({i: gt[i] for i in ids}, degraded_path, spec[1], split)
             images = {
                 p[0].image_id: to_image(res["out"][k])
                 for ps, res in translate_pairs(translator, triples, dev)
@@ -199,15 +228,26 @@ def _score(common, model, recs, truth_recs, truth: Manifest, params: EvaluatePar
         images = np.stack([load_rgb(r.path) for r in recs])  # (N, H, W, 3)
         x = torch.as_tensor(images).permute(0, 3, 1, 2).float().div(255).to(dev)
         with torch.no_grad():
-            pred = model.predict(x).labels.cpu().numpy()
-        labels = np.array([t.label for t in truth_recs])
-        return {"accuracy": round(float((pred == labels).mean()), 4)}
+            probs = model.predict(x).probs.cpu().numpy()
+        return _classification_scores(probs, np.array([t.label for t in truth_recs]), truth.classes)
     from vat.evaluation import predict_records
     from vat.metrics import evaluate_detections
 
     dets = predict_records(model, recs, device=dev)
     r = evaluate_detections([t.boxes for t in truth_recs], dets, truth.classes, 0.5, params.interpolation)
     return {"map50": round(r.map, 4), "ap50": {k: round(v, 4) for k, v in r.ap.items()}, "n_gt": r.n_gt}
+
+
+def _classification_scores(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
+    """Accuracy, one-vs-rest ROC AUC per class (None where the split lacks the class or has
+    nothing else) and their mean; ``_roc`` holds the curves for the plot."""
+    from vat.metrics import roc_per_class
+
+    roc = roc_per_class(probs, labels)
+    auc = {classes[k]: (round(v[2], 4) if v[2] == v[2] else None) for k, v in roc.items()}
+    known = [v for v in auc.values() if v is not None]
+    return {"accuracy": round(float((probs.argmax(1) == labels).mean()), 4), "auc": auc,
+            "mean_auc": round(float(np.mean(known)), 4) if known else None, "_roc": roc}  # fmt: skip
 
 
 def _fit_niqe(truth: Manifest, params: EvaluateParams):
@@ -233,19 +273,22 @@ def _niqe_mean(model, images) -> float | None:
 
 
 def _score_translator(
-    common, model, spec: tuple[Path, Path], gt, truth: Manifest, params, dev, niqe=None
-) -> dict:
+    common, model, spec: tuple[Path, Path], gt, truth: Manifest, params, dev, niqe=None,
+    degraded_path: Path = DEGRADED,
+) -> dict:  # fmt: skip
     """D on T_A(G(I_R, I_LQ)) for the scored split's degraded images and their restorations."""
     from vat.datasets import to_image
-    from vat.evaluation import translated_detections, translation_triples
+    from vat.evaluation import translated_classifications, translated_detections, translation_triples
     from vat.metrics import evaluate_detections, psnr, ssim
     from vat.models.translator import load_translator
 
-    if common.task == "classify":
-        raise DataError("evaluate: translator rows for the classification task are not built yet")
     translator_path, restored_path = spec
     translator, meta = load_translator(translator_path, dev)
-    triples = translation_triples(gt, DEGRADED, restored_path, params.split)
+    triples = translation_triples(gt, degraded_path, restored_path, params.split)
+    if common.task == "classify":
+        probs, labels = translated_classifications(model, translator, triples, dev)
+        out = _classification_scores(probs, labels, truth.classes)
+        return out | {"translator": str(translator_path), "epoch": meta.get("epoch")}
     quality: dict[str, list[float]] = {"psnr": [], "ssim": [], "gate_mean": []}
 
     def measure(triple, res, i) -> None:  # image quality of what D sees, against the clean picture
@@ -266,8 +309,12 @@ def _score_translator(
 def _table(result: dict, classes: list[str]) -> str:
     lines = [f"# {result['metric']} on the {result['split']} split ({result['images']} images)", ""]
     if result["task"] == "classify":
-        lines += ["| method | accuracy |", "|---|---|"]
-        lines += [f"| {n} | {v['accuracy']:.4f} |" for n, v in result["methods"].items()]
+        lines += ["| method | accuracy | mean AUC | " + " | ".join(f"AUC {c}" for c in classes) + " |",
+                  "|---" * (len(classes) + 3) + "|"]  # fmt: skip
+        for n, v in result["methods"].items():
+            aucs = " | ".join("-" if v["auc"][c] is None else f"{v['auc'][c]:.4f}" for c in classes)
+            mean = "-" if v["mean_auc"] is None else f"{v['mean_auc']:.4f}"
+            lines.append(f"| {n} | {v['accuracy']:.4f} | {mean} | {aucs} |")
     else:
         lines += ["| method | mAP | " + " | ".join(classes) + " |", "|---" * (len(classes) + 2) + "|"]
         for n, v in result["methods"].items():

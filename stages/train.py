@@ -9,6 +9,12 @@ Labels: training reads no ground truth and no (degraded, clean) pair of the same
 The only labels this stage reads are the *val* split's boxes, to choose the checkpoint
 (``select: val``); the test split is never read. The last epoch is kept as well.
 
+Classification (``common.task: classify``, the paper's Task 2): the same loop with D a
+frozen classifier; each image carries D's soft pseudo-label and its weight
+(``labels.parquet``) instead of boxes, the loss is :func:`vat.losses.vat_loss_classify`,
+and the checkpoint is selected on val accuracy (``val_accuracy`` where detection writes
+``val_map50``).
+
 Checkpoints and resume: the full training state (translator with T_B, optimizer,
 scheduler, step, history, best so far) is written atomically to
 ``data/train.resume/state.pt`` every ``checkpoint_every`` steps and at each epoch's end.
@@ -23,7 +29,7 @@ $(which vat) train``) each process takes 1/N of every global batch (``train.batc
 global batch) and DistributedDataParallel averages gradients; D's loss is computed on the
 gathered global batch, so the run matches a single process (vat/losses.py).
 
-Reads:   params.yaml [common, train]; data/pseudolabel/ (images.parquet, boxes.parquet),
+Reads:   params.yaml [common, train]; data/pseudolabel/ (images.parquet, boxes.parquet or labels.parquet),
          data/prepare/ (clean image paths; val boxes for selection), data/degrade/,
          data/restore/, data/train_detector/
 Writes:  data/train/translator.pt        the selected translator (G + T_A), with its config
@@ -189,8 +195,6 @@ def run(
     """
     from vat import distributed as dist
 
-    if common.task == "classify":
-        raise ParamsError("train: the classification task is not trained by this stage yet (detection only)")
     dev = resolve_device(device)
     rank, world = dist.init_from_env(dev)
     if world > 1 and dev.type == "cuda":
@@ -199,8 +203,10 @@ def run(
     try:
         if params.batch % world:
             raise ParamsError(f"train.batch={params.batch} does not split over {world} processes")
-        inputs = [pseudolabels / "images.parquet", pseudolabels / "boxes.parquet", clean_path, degraded_path,
-                  restored_path, models / "detector.pt"]  # fmt: skip
+        classify = common.task == "classify"
+        labels, d_file = ("labels.parquet", "classifier") if classify else ("boxes.parquet", "detector.pt")
+        inputs = [pseudolabels / "images.parquet", pseudolabels / labels, clean_path, degraded_path,
+                  restored_path] + sorted(models.glob(d_file + "*"))  # fmt: skip
         fp = fingerprint(common, params, speed, inputs)
         ins = load_inputs(common, params, pseudolabels, clean_path, degraded_path, restored_path, models, dev)
         model = build_model(common, params, speed, dev)
@@ -232,18 +238,23 @@ def load_inputs(
     models: Path,
     dev: torch.device,
 ) -> Inputs:
-    """The pseudo-labelled training images at D's scale, D, and the val split for selection."""
+    """The pseudo-labelled training images (at D's scale for detection), D, and the val split for
+    selection."""
     from vat.evaluation import load_vision_model, translation_triples
     from vat.manifest import read_manifest
-    from vat.training import load_training_data, steps_per_epoch
+    from vat.training import load_classification_data, load_training_data, steps_per_epoch
 
-    for p in (pseudolabels / "images.parquet", pseudolabels / "boxes.parquet"):
+    labels = "labels.parquet" if common.task == "classify" else "boxes.parquet"
+    for p in (pseudolabels / "images.parquet", pseudolabels / labels):
         if not p.is_file():
             raise DataError(f"{p}: missing; run `vat pseudolabel` first")
     clean = read_manifest(clean_path)
     detector = load_vision_model(common.task, models, clean.classes, dev)
-    data = load_training_data(pseudolabels, clean_path, degraded_path, restored_path,
-                              detector.imgsz if detector.resize else None)  # fmt: skip
+    if common.task == "classify":
+        data = load_classification_data(pseudolabels, clean_path, degraded_path, restored_path)
+    else:
+        data = load_training_data(pseudolabels, clean_path, degraded_path, restored_path,
+                                  detector.imgsz if detector.resize else None)  # fmt: skip
     spe = steps_per_epoch(len(data.degraded), params.batch)
     if spe < 1:
         raise DataError(
@@ -277,7 +288,8 @@ def write_translators(out: Path, inference, last_state: dict, best: dict | None,
         save_translator(inference, tmp / "last.pt", meta)
         if chosen == "val":
             inference.load_state_dict(best_state)
-            meta = base | {"epoch": best["epoch"], "selected": "val", "val_map50": best["val_map50"]}
+            meta = base | {"epoch": best["epoch"], "selected": "val"}
+            meta |= {k: v for k, v in best.items() if k.startswith("val_")}  # val_map50 or val_accuracy
         save_translator(inference, tmp / "translator.pt", meta)
     return meta
 
@@ -310,6 +322,7 @@ def _loop(common, params, speed, data, spe, detector, model, val, classes, fp, d
     )
 
     total_steps = spe * params.epochs
+    key = val_key(common.task)
     opt = torch.optim.AdamW(
         model.parameters(), lr=params.lr, betas=(0.9, 0.999), weight_decay=params.weight_decay
     )
@@ -342,7 +355,7 @@ def _loop(common, params, speed, data, spe, detector, model, val, classes, fp, d
         step_fn = torch.nn.parallel.DistributedDataParallel(
             graph, device_ids=[dev.index] if dev.type == "cuda" else None, broadcast_buffers=False
         )
-    live = _live(reports, history, vals) if dist.is_main() else None
+    live = _live(reports, history, vals, key) if dist.is_main() else None
 
     def save_state(step: int) -> None:
         if not dist.is_main():
@@ -402,10 +415,10 @@ def _loop(common, params, speed, data, spe, detector, model, val, classes, fp, d
                 ep = done // spe
                 if val and (ep % params.val_every == 0 or ep == params.epochs) and dist.is_main():
                     score = _validate(model, detector, val, classes, dev, speed)
-                    vals.append({"epoch": ep, "step": done, "val_map50": score})
-                    _log_val(live, done, score)
-                    if best is None or score > best["val_map50"]:
-                        best = {"epoch": ep, "step": done, "val_map50": score}
+                    vals.append({"epoch": ep, "step": done, key: score})
+                    _log_val(live, done, key, score)
+                    if best is None or score > best[key]:
+                        best = {"epoch": ep, "step": done, key: score}
                         best_state = snapshot(model)
                     model.train()
                 t_mark = time.perf_counter()  # validation time is not training time
@@ -480,7 +493,7 @@ def _finish(common, params, speed, model, best, best_state, history, vals, secon
         "images_per_second": round(images / seconds, 3) if seconds > 0 else None,
         "selected": meta,
         "val": vals,
-        "last_val_map50": vals[-1]["val_map50"] if vals else None,
+        f"last_{val_key(common.task)}": vals[-1][val_key(common.task)] if vals else None,
         "final_loss": {k: round(v, 5) for k, v in history[-1].items() if k not in ("step", "epoch", "lr")},
         "resumed_from_stale": stale,
     }
@@ -498,10 +511,18 @@ def _finish(common, params, speed, model, best, best_state, history, vals, secon
 # -- validation and pictures ------------------------------------------------------------------
 
 
+def val_key(task: str) -> str:
+    """The val score a checkpoint is selected on: mAP@0.5, or accuracy for classification."""
+    return "val_accuracy" if task == "classify" else "val_map50"
+
+
 def _validate(model, detector, val, classes, dev, speed) -> float:
-    from vat.evaluation import translated_detections
+    from vat.evaluation import translated_classifications, translated_detections
     from vat.metrics import evaluate_detections
 
+    if not hasattr(detector, "resize"):  # a classifier
+        probs, labels = translated_classifications(detector, model, val, dev, bool(speed.bf16))
+        return round(float((probs.argmax(1) == labels).mean()), 5)
     dets, truth = translated_detections(detector, model, val, dev, bool(speed.bf16))
     return round(evaluate_detections(truth, dets, classes, iou=0.5, interpolation="voc_all_point").map, 5)
 
@@ -513,16 +534,21 @@ def _samples(model, detector, pairs, classes, dev, path: Path) -> None:
     from vat.viz import draw_detections, label_strip
 
     tiles = []
+    classify = not hasattr(detector, "resize")
     for ps, res in translate_pairs(model, pairs, dev):
-        dets = detector.predict(res["out"], conf=0.25)
+        if classify:
+            labels = detector.predict(res["out"]).labels.tolist()
+        else:
+            dets = detector.predict(res["out"], conf=0.25)
         for i, p in enumerate(ps):
             gate = (res["gate"][i, 0].cpu().numpy() * 255).round().astype(np.uint8)
+            out = to_image(res["out"][i].cpu())
             tiles.append([
                 label_strip(load_rgb(p[0].path), "degraded I_LQ"),
                 label_strip(load_rgb(p[1].path), "restored I_R"),
                 label_strip(np.repeat(gate[..., None], 3, 2), "gate w (white: I_LQ)"),
-                label_strip(draw_detections(to_image(res["out"][i].cpu()), dets[i], classes),
-                            "VaT T_A(I_F), D's boxes"),
+                label_strip(out, f"VaT: D says {classes[labels[i]]}") if classify else
+                label_strip(draw_detections(out, dets[i], classes), "VaT T_A(I_F), D's boxes"),
             ])  # fmt: skip
     if tiles:
         rows = [np.concatenate(t, axis=1) for t in tiles]
@@ -532,7 +558,7 @@ def _samples(model, detector, pairs, classes, dev, path: Path) -> None:
 # -- DVCLive ---------------------------------------------------------------------------------
 
 
-def _live(reports: Path, history: list[dict], vals: list[dict]):
+def _live(reports: Path, history: list[dict], vals: list[dict], key: str = "val_map50"):
     """A DVCLive logger in reports/train/live, replaying what a resumed state already logged."""
     from dvclive import Live
 
@@ -542,7 +568,7 @@ def _live(reports: Path, history: list[dict], vals: list[dict]):
     live = Live(str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
     events = [(r["step"], 0, r) for r in history] + [(v["step"], 1, v) for v in vals]
     for step, kind, row in sorted(events, key=lambda e: (e[0], e[1])):
-        _log_train(live, row) if kind == 0 else _log_val(live, step, row["val_map50"])
+        _log_train(live, row) if kind == 0 else _log_val(live, step, key, row[key])
     return live
 
 
@@ -554,11 +580,11 @@ def _log_train(live, row: dict) -> None:
     live.make_summary()
 
 
-def _log_val(live, step: int, score: float) -> None:
+def _log_val(live, step: int, key: str, score: float) -> None:
     if live is None:
         return
     live.step = int(step)
-    live.log_metric("val/map50", score)
+    live.log_metric("val/" + key.removeprefix("val_"), score)
     live.make_summary()
 
 
@@ -599,7 +625,8 @@ def command(
     if m.get("resumed_from_stale"):
         console.print(f"train: a state for other params/inputs was moved to {m['resumed_from_stale']}")
     sel = m["selected"]
-    score = f", val mAP@0.5 {sel['val_map50']:.4f}" if "val_map50" in sel else ""
+    named = {"val_map50": "val mAP@0.5", "val_accuracy": "val accuracy"}
+    score = "".join(f", {name} {sel[k]:.4f}" for k, name in named.items() if k in sel)
     console.print(
         f"train: {m['translator']} ({m['params_inference'] / 1e6:.3f}M), {m['steps']} steps at "
         f"{m['images_per_second']} img/s on {m['device']}; selected epoch {sel['epoch']} ({sel['selected']}"

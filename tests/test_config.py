@@ -6,6 +6,7 @@ import yaml
 
 from stages import (
     ablate,
+    classify,
     degrade,
     evaluate,
     prepare,
@@ -49,6 +50,7 @@ STAGE_PARAMS = [
     (unpaired.UnpairedParams, "unpaired"),
     (study.StudyParams, "study"),
     (evaluate.EvaluateParams, "evaluate"),
+    (classify.ClassifyParams, "classify"),
 ]
 
 
@@ -111,6 +113,11 @@ def test_every_profile_loads_into_every_stage(tmp_path):
             load_section(cls, section, out)
         for row in yaml.safe_load(out.read_text())["ablate"]:
             ablate.row_params(row, out)  # every row of every profile is a valid train variant
+        cp, task2 = classify.task_params(out)  # Task 2's sections, rewritten, all load
+        model = task2["train_detector"].model
+        assert task2["common"].task == "classify" and (model == "small_cnn" or model.startswith("clip:"))
+        for row in cp.rows:
+            ablate.row_params(row, out, base=task2["train_dict"])
         assert yaml.safe_load(out.read_text()) == profile_params(name, ROOT / "profiles")
 
 
@@ -137,3 +144,35 @@ def test_profile_keeps_a_backup_of_edited_params(tmp_path):
 def test_overlay_cannot_invent_keys():
     with pytest.raises(ParamsError, match="prepare.sourse"):
         merge({"prepare": {"source": "embedded"}}, {"prepare": {"sourse": "voc"}})
+
+
+TASK2 = {"common": {"task": "classify"}}
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"train": {"batch": 4}}, "changes.common.task must be classify"),
+        ({**TASK2, "bogus": {}}, "changes.bogus: not a pipeline section"),
+        ({**TASK2, "train": {"bach": 4}}, "changes.train.bach: not a key of params train"),
+        ({**TASK2, "train": {"batch": "x"}}, "train with classify.changes.train.batch: expected an integer"),
+    ],
+)
+def test_classify_changes_are_checked_and_named(tmp_path, changes, message):
+    p = tmp_path / "params.yaml"
+    profile_stage.run("default", ROOT / "profiles", p)
+    data = yaml.safe_load(p.read_text())
+    data["classify"]["changes"] = changes
+    p.write_text(yaml.safe_dump(data))
+    with pytest.raises(ParamsError, match=message.replace("(", r"\(")):
+        classify.task_params(p)
+
+
+def test_classify_rows_must_be_ablate_rows(tmp_path):
+    p = tmp_path / "params.yaml"
+    profile_stage.run("default", ROOT / "profiles", p)
+    data = yaml.safe_load(p.read_text())
+    data["classify"]["rows"] = ["no_gate", "w99"]
+    p.write_text(yaml.safe_dump(data))
+    with pytest.raises(ParamsError, match="classify.rows: 'w99' is not a row of ablate"):
+        classify.task_params(p)

@@ -68,6 +68,7 @@ def test_dag_has_every_stage_in_order(repo):
         ("train_detector", "study@dcp"),
         ("study@identity", "evaluate"),
         ("evaluate", "report"),
+        ("classify", "report"),
     ]:
         assert f'"{edge[0]}" -> "{edge[1]}";' in dag
 
@@ -180,3 +181,30 @@ def test_the_same_training_under_torchrun_with_two_processes(repo):
     for k, v in ddp.state_dict().items():
         scale = float(single[k].abs().max()) + 1e-8
         assert torch.allclose(v, single[k], rtol=0, atol=2e-3 * scale), k
+
+
+def test_task2_classification_runs_the_pipeline_again_and_is_reported(repo):
+    """The classify stage: low-light crops, SCI, a small CNN, VaT and its Table 4 rows, accuracy and ROC."""
+    dst, _, _ = repo
+    s = json.loads((dst / "reports/classify/metrics.json").read_text())
+    assert s["task"] == "classify" and s["restorer"] == "sci" and s["vision_model"] == "small_cnn"
+    assert s["images"] == {"train": 24, "val": 8, "test": 8} and s["scored_images"] == 8
+    rows = ["no_cycle", "no_mle", "no_gate", "gate", "plain_mixup"]
+    assert s["rows"] == rows and "val_accuracy" in s["selected"]
+    names = {"Clean D(I_HQ)", "Vanilla D(I_LQ)", "Baseline D(R(I_LQ)), R=sci"}
+    names |= {"VaT D(T_A(I_F)), val-selected"}
+    assert names | {f"Ablation {r}" for r in rows} <= set(s["methods"])
+    assert all(0 <= m["accuracy"] <= 1 for m in s["methods"].values())
+    ev = json.loads((dst / "reports/classify/evaluate/metrics.json").read_text())
+    assert ev["metric"] == "accuracy" and set(ev["methods"]["Vanilla D(I_LQ)"]["auc"]) == set(s["classes"])
+    for r in rows:
+        m = json.loads((dst / f"reports/classify/ablate/{r}/metrics.json").read_text())
+        assert m["row"] == r and m["steps"] == 2 * 3
+        assert (dst / f"data/classify/ablate/{r}/translator.pt").is_file()
+    clean = read_manifest(dst / "data/classify/prepare/manifest.parquet")
+    assert all(r.label >= 0 and not r.boxes for r in clean.records)
+    assert (dst / "reports/classify/evaluate/roc.png").stat().st_size > 10_000
+    assert not list((dst / "data").glob("classify.resume/**/*.pt"))  # resume states go when done
+    md = (dst / "reports/report/report.md").read_text()
+    assert "## Low-light classification, Task 2" in md and "../classify/evaluate/roc.png" in md
+    assert "Task 2. The paper's ordering, step by step" in md

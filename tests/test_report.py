@@ -48,8 +48,10 @@ def test_report_tables_ordering_and_missing_rows(tmp_path):
         and "| restored R(I_LQ), R=aodnet | 20.1 | 0.8 |" in md
     )
     assert (
-        "| w/o L_mle (L_cyc only) | `no_mle` | not run (add ablate.no_mle to params) | 11.45 | 10.42 |" in md
+        "| w/o L_mle (L_cyc only) | `no_mle` | not run (add ablate.no_mle to params) | not run (add no_mle "
+        "to classify.rows) | 11.45 | 10.42 |" in md
     )
+    assert "Not run: reports/classify/ is missing" in md
     page = (tmp_path / "report/report.html").read_text()
     assert page.count("<table>") == 4 and "&gt; Baseline" in page and r["blocks"] > 8
 
@@ -100,10 +102,55 @@ def test_report_fills_unpaired_ablations_width_study_and_checks_the_papers_order
         and "| CycleGAN-style unpaired T_A(I_F) | 18.0 | 0.7 |" in md
     )
     assert "VaT above unpaired translation and above the restorer baseline: 2 of 2 hold here" in md
-    assert "| + gated fusion | `gate` | 41.00 | 47.49 | 41.62 |" in md
-    assert "| + gated fusion + uncertainty mixup (full VaT) | `train` | 45.00 | 49.48 |" in md
+    assert "| + gated fusion | `gate` | 41.00 | not run (add gate to classify.rows) | 47.49 | 41.62 |" in md
+    assert "| + gated fusion + uncertainty mixup (full VaT) | `train` | 45.00 | not run | 49.48 |" in md
     assert "4 of 5 steps hold here" in md
     assert "Does not hold: w/o L_cyc (L_mle only) > w/o L_mle (L_cyc only) (ours 30.00 vs 35.00)" in md
     assert "| vat-w4 | 0.060M | 45.00 | `train` |" in md and "| vat-w8 | 0.200M | 47.00 | `ablate.w8` |" in md
     assert "Here mAP rises with every step in size." in md
     assert "| `lr_high` | lr=0.1 | 20.00 |" in md
+
+
+def test_report_fills_task2_accuracy_auc_and_its_table4_column(tmp_path):
+    """The classify stage's numbers: Task 2's table, the paper's two claims, the Table 4 column."""
+    task1 = _methods(**{"Vanilla D(I_LQ)": 0.1, "VaT D(T_A(I_F)), val-selected": 0.45})
+    ev = {"images": 10, "split": "test", "task": "haze", "metric": "mAP@0.5", "methods": task1}
+    _write(tmp_path / "evaluate/metrics.json", ev)
+    auc = {"bus": 0.9, "car": None}
+
+    def row(acc):
+        return {"accuracy": acc, "mean_auc": 0.9, "auc": auc}
+
+    methods = {"Clean D(I_HQ)": row(0.9), "Vanilla D(I_LQ)": row(0.5),
+               "Baseline D(R(I_LQ)), R=sci": row(0.45), "VaT D(T_A(I_F)), val-selected": row(0.6),
+               "Ablation no_cycle": row(0.55),
+               "Ablation no_mle": row(0.45), "Ablation no_gate": row(0.5), "Ablation gate": row(0.62),
+               "Ablation plain_mixup": row(0.61)}  # fmt: skip
+    _write(
+        tmp_path / "classify/evaluate/metrics.json",
+        {"images": 120, "split": "test", "task": "classify", "metric": "accuracy", "methods": methods},
+    )
+    _write(
+        tmp_path / "classify/metrics.json",
+        {
+            "classes": ["bus", "car"],
+            "source": "embedded",
+            "degradation": "lowlight",
+            "restorer": "sci",
+            "vision_model": "small_cnn",
+            "clean_test_accuracy_of_D": 0.9,
+            "translator": "vat-w4",
+            "pseudolabels": {"accuracy_before_filter": 0.5, "accuracy_after_filter": 0.6, "kept": 200},
+        },
+    )
+    (tmp_path / "classify/evaluate/roc.png").write_bytes(b"png")
+    report.run(tmp_path, tmp_path / "report")
+    md = (tmp_path / "report/report.md").read_text()
+    assert "| VaT | 60.00 | 0.9000 | bus 0.900 |" in md and "| VaT, last epoch | not run |" in md
+    assert "can hurt it: holds here (Baseline 45.00 vs Vanilla 50.00); (2) VaT improves on both: holds" in md
+    assert "![One-vs-rest ROC per class" in md and "(../classify/evaluate/roc.png)" in md
+    assert "| w/o L_cyc (L_mle only) | `no_cycle` | not run (add ablate.no_cycle to params) | 55.00 |" in md
+    assert "| + gated fusion + uncertainty mixup (full VaT) | `train` | 45.00 | 60.00 | 49.48 | 44.27 |" in md
+    # Task 2 steps: full 60 < plain 61 < gate 62 fail, gate 62 > no_gate 50 holds, no_gate 50 < no_cycle 55
+    # fails, no_cycle 55 > no_mle 45 holds
+    assert "Task 2. The paper's ordering, step by step: 2 of 5 steps hold here." in md

@@ -145,6 +145,11 @@ def test_classify_variant_with_sci_and_a_small_cnn(tmp_path):
                           reports=tmp_path / "rev", device="cpu")  # fmt: skip
     assert result["metric"] == "accuracy" and result["images"] == 4
     assert "| Vanilla |" in (tmp_path / "rev/table.md").read_text()
+    van = result["methods"]["Vanilla"]
+    assert set(van["auc"]) == set(COMMON.classes) and "_roc" not in van
+    known = [v for v in van["auc"].values() if v is not None]
+    assert van["mean_auc"] == (round(sum(known) / len(known), 4) if known else None)
+    assert (tmp_path / "rev/roc.png").is_file()  # Vanilla's curves (Fig. 6)
 
 
 def params_eval(p):

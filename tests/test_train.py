@@ -386,3 +386,134 @@ def test_unpaired_losses():
     assert torch.equal(first, torch.zeros(2, 3, 4, 4)) and len(pool.images) == 2
     shown = torch.cat([pool(torch.ones(1, 3, 4, 4)) for _ in range(20)])
     assert 0 < int((shown.flatten(1).mean(1) == 0).sum()) < 20  # older fakes come back, not always
+
+
+# -- classification (the paper's Task 2) ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cls_base(tmp_path_factory):
+    """Object crops -> low light -> identity R -> restore, a small CNN D (2 epochs), soft pseudo-labels."""
+    from stages import profile, train_detector
+
+    base = tmp_path_factory.mktemp("train_cls")
+    p = base / "params.yaml"
+    profile.run("tiny", ROOT / "profiles", p)
+    common = replace(COMMON, task="classify")
+    pp = load_section(prepare.PrepareParams, "prepare", p)
+    pp = replace(pp, embedded=replace(pp.embedded, n_train=16, n_val=4, n_test=4, crop_size=32))
+    prepare.run(common, pp, out=base / "prepare", reports=base / "r")
+    clean = base / "prepare/manifest.parquet"
+    dp = replace(load_section(degrade.DegradeParams, "degrade", p), method="lowlight")
+    degrade.run(common, dp, manifest_path=clean, out=base / "degrade", reports=base / "r")
+    tp = replace(load_section(train_restorer.TrainRestorerParams, "train_restorer", p), arch="identity")
+    train_restorer.run(common, tp, clean_path=clean, degraded_path=base / "degrade/manifest.parquet",
+                       out=base / "tr", reports=base / "r", device="cpu")  # fmt: skip
+    restore.run(common, load_section(restore.RestoreParams, "restore", p),
+                degraded_path=base / "degrade/manifest.parquet", clean_path=clean,
+                spec_path=base / "tr/restorer.json", out=base / "restore", reports=base / "r",
+                device="cpu")  # fmt: skip
+    dtp = replace(load_section(train_detector.TrainDetectorParams, "train_detector", p), model="small_cnn",
+                  epochs=2, imgsz=32)  # fmt: skip
+    train_detector.run(common, dtp, clean_path=clean, out=base / "models", reports=base / "r", device="cpu")
+    pl = replace(load_section(pseudolabel.PseudolabelParams, "pseudolabel", p), k=3)
+    pseudolabel.run(common, pl, clean_path=clean, degraded_path=base / "degrade/manifest.parquet",
+                    restored_path=base / "restore/manifest.parquet", models=base / "models", out=base / "pl",
+                    reports=base / "r", device="cpu")  # fmt: skip
+    return base
+
+
+CLS_PARAMS = replace(PARAMS, crop=None, batch=4, epochs=2)
+
+
+def _run_cls(base, name, params=CLS_PARAMS, pseudolabels=None):
+    return train.run(
+        replace(COMMON, task="classify"), params, pseudolabels=pseudolabels or base / "pl",
+        clean_path=base / "prepare/manifest.parquet", degraded_path=base / "degrade/manifest.parquet",
+        restored_path=base / "restore/manifest.parquet", models=base / "models", out=base / name,
+        resume_dir=base / f"{name}.resume", reports=base / f"{name}.reports", device="cpu",
+    )  # fmt: skip
+
+
+def test_classification_trains_on_soft_labels_and_selects_on_val_accuracy(cls_base):
+    from vat.training import load_classification_data
+
+    m = cls_base / "prepare/manifest.parquet", cls_base / "degrade/manifest.parquet"
+    data = load_classification_data(cls_base / "pl", m[0], m[1], cls_base / "restore/manifest.parquet")
+    assert len(data.degraded) == 8 and len(data.clean) == 8
+    d = data.degraded[0]
+    assert d.probs.shape == (5,) and abs(float(d.probs.sum()) - 1) < 1e-4 and d.boxes.shape == (0, 4)
+    b = make_batch(data, 0, 4, None, 0)
+    assert set(b.targets_lq[0]) == {"probs", "weight"} and b.lq.shape == (4, 3, 32, 32)
+
+    out = _run_cls(cls_base, "c")
+    assert out["steps"] == 4 and [v["epoch"] for v in out["val"]] == [1, 2]
+    assert all(0 <= v["val_accuracy"] <= 1 and "val_map50" not in v for v in out["val"])
+    assert out["last_val_accuracy"] == out["val"][-1]["val_accuracy"] and out["final_loss"]["mle"] > 0
+    best = max(out["val"], key=lambda v: v["val_accuracy"])
+    _, meta = load_translator(cls_base / "c/translator.pt")
+    assert meta["selected"] == "val" and meta["epoch"] == best["epoch"]
+    assert meta["val_accuracy"] == best["val_accuracy"]
+    assert (cls_base / "c.reports/samples.png").is_file()
+    assert (cls_base / "c.reports/live/plots/metrics/val/accuracy.tsv").is_file()
+
+
+def test_evaluate_scores_a_classification_translator(cls_base):
+    """evaluate's translator row for classification: accuracy and AUC of D on T_A(I_F); the ROC plot."""
+    from stages import evaluate
+    from vat.evaluation import load_vision_model, translated_classifications, translation_triples
+
+    if not (cls_base / "c/translator.pt").is_file():
+        _run_cls(cls_base, "c")
+    clean, deg, rest = (cls_base / f"{k}/manifest.parquet" for k in ("prepare", "degrade", "restore"))
+    inputs = {"Vanilla D(I_LQ)": deg, "Baseline D(R(I_LQ)), R=identity": rest,
+              "VaT D(T_A(I_F)), val-selected": (cls_base / "c/translator.pt", rest)}  # fmt: skip
+    params = evaluate.EvaluateParams(split="test", interpolation="voc_all_point", niqe_patch=None)
+    result = evaluate.run(replace(COMMON, task="classify"), params, inputs=inputs, truth_path=clean,
+                          models=cls_base / "models", reports=cls_base / "ev", device="cpu",
+                          degraded_path=deg)  # fmt: skip
+    row = result["methods"]["VaT D(T_A(I_F)), val-selected"]
+    truth = {r.image_id: r for r in read_manifest(clean).split("test")}
+    d = load_vision_model("classify", cls_base / "models", COMMON.classes)
+    probs, labels = translated_classifications(d, load_translator(cls_base / "c/translator.pt")[0],
+                                               translation_triples(truth, deg, rest, "test"))  # fmt: skip
+    assert row["accuracy"] == round(float((probs.argmax(1) == labels).mean()), 4) and row["epoch"] >= 1
+    assert set(row["auc"]) == set(COMMON.classes) and "_roc" not in row
+    assert "| VaT D(T_A(I_F)), val-selected |" in (cls_base / "ev/table.md").read_text()
+    assert (cls_base / "ev/roc.png").stat().st_size > 10_000  # three panels of curves
+
+
+def test_classification_learns_from_kept_labels_only(cls_base, tmp_path):
+    """Permuting the kept labels' probabilities changes the weights; changing a filtered one does not."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from vat.pseudolabels import LABEL_SCHEMA
+
+    p = replace(CLS_PARAMS, epochs=1, select="last")
+    _run_cls(cls_base, "ref", p)
+    rows = pq.read_table(cls_base / "pl/labels.parquet").to_pylist()
+
+    def variant(name, change):
+        d = tmp_path / name
+        shutil.copytree(cls_base / "pl", d)
+        pq.write_table(pa.Table.from_pylist([change(dict(r)) for r in rows], schema=LABEL_SCHEMA),
+                       d / "labels.parquet")  # fmt: skip
+        _run_cls(cls_base, name, p, pseudolabels=d)
+        return _weights(cls_base / f"{name}/translator.pt")
+
+    ref = _weights(cls_base / "ref/translator.pt")
+    kept = [r for r in rows if r["domain"] == "degraded" and r["kept"] and r["weight"] > 0]
+    assert kept
+    first = ("degraded", kept[0]["image_id"])
+    shifted = variant("shifted", lambda r: r | {"probs": r["probs"][1:] + r["probs"][:1]}
+                      if (r["domain"], r["image_id"]) == first else r)  # fmt: skip
+    assert not _same(ref, shifted)
+    # weight 0: the same rows, with their label moved, and not kept
+    off = {"weight": 0.0, "kept": False}
+    zeroed = variant("zeroed", lambda r: r | off if r["domain"] == "degraded" else r)
+    moved = variant("moved", lambda r: r | off | {"probs": r["probs"][::-1]}
+                    if r["domain"] == "degraded" else r)  # fmt: skip
+    assert _same(zeroed, moved) and not _same(ref, zeroed)

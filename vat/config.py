@@ -155,19 +155,29 @@ def load_common(path: str | Path = "params.yaml") -> CommonParams:
 
 # Sections whose keys are names the user chooses (rows), so a profile may add new ones.
 OPEN_SECTIONS = ("ablate",)
+# Mappings under which a profile may set any key: their stage checks them (classify.changes
+# rewrites other sections; stages/classify.py names a key no section has).
+FREE_PATHS = (("classify", "changes"),)
 
 
-def merge(base: dict, overlay: dict, where: str = "", _path: tuple[str, ...] = ()) -> dict:
-    """Deep-merge ``overlay`` onto ``base``; overlay keys must exist in base, except directly
-    under an open section (``OPEN_SECTIONS``: its keys are row names a profile may add)."""
+def merge(
+    base: dict,
+    overlay: dict,
+    where: str = "",
+    _path: tuple[str, ...] = (),
+    unknown: str = "profile sets a key the default profile does not have",
+) -> dict:
+    """Deep-merge ``overlay`` onto ``base``; overlay keys must exist in base (else ParamsError
+    ``<where><key path>: <unknown>``), except directly under an open section
+    (``OPEN_SECTIONS``: its keys are row names a profile may add) and anywhere under a
+    ``FREE_PATHS`` mapping."""
     out = dict(base)
+    free = (len(_path) == 1 and _path[0] in OPEN_SECTIONS) or any(_path[: len(p)] == p for p in FREE_PATHS)
     for k, v in overlay.items():
-        if k not in base and not (len(_path) == 1 and _path[0] in OPEN_SECTIONS):
-            raise ParamsError(
-                f"{where}{'.'.join((*_path, k))}: profile sets a key the default profile does not have"
-            )
+        if k not in base and not free:
+            raise ParamsError(f"{where}{'.'.join((*_path, k))}: {unknown}")
         if isinstance(v, dict) and isinstance(base.get(k), dict):
-            out[k] = merge(base[k], v, where, (*_path, k))
+            out[k] = merge(base[k], v, where, (*_path, k), unknown)
         else:
             out[k] = v
     return out

@@ -131,3 +131,21 @@ def translated_detections(
             if each is not None:
                 each(triple, res, i)
     return dets, truth_boxes
+
+
+def translated_classifications(
+    classifier,
+    translator,
+    triples: Sequence[tuple[Record, Record, Record]],
+    device: torch.device | str = "cpu",
+    bf16: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """D's class probabilities (N, K) on T_A(G(I_R, I_LQ)) of each triple, and the true labels
+    (N,), in order (classification)."""
+    from vat.translate import translate_pairs
+
+    probs, labels = [], []
+    for group, res in translate_pairs(translator, triples, device, bf16):
+        probs.append(classifier.predict(res["out"]).probs.cpu().numpy())
+        labels += [t[2].label for t in group]
+    return np.concatenate(probs), np.array(labels)

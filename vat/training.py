@@ -8,7 +8,10 @@ Data: the degraded images VaT learns from (``domain == "degraded"`` in
 ``data/pseudolabel/images.parquet``) with their restorations and their kept pseudo-boxes,
 and the clean images (``domain == "clean"``) with theirs. Only image *paths* are read from
 the clean manifest, never its boxes or labels; the two sets are unpaired (disjoint halves
-of the train split by default), and each step pairs them afresh at random.
+of the train split by default), and each step pairs them afresh at random. For
+classification (:func:`load_classification_data`) each image carries instead its soft
+pseudo-label (D's probabilities, ``labels.parquet``) and that label's loss weight (0 where
+it was filtered).
 
 Determinism: everything random in a step (which images, where the crops fall, lam) is
 drawn from generators seeded by ``(seed, step)`` or ``(seed, epoch)``
@@ -46,6 +49,7 @@ __all__ = [
     "TrainGraph",
     "TrainingData",
     "crop_targets",
+    "load_classification_data",
     "load_training_data",
     "make_batch",
     "steps_per_epoch",
@@ -60,6 +64,8 @@ class DegradedSample:
     boxes: Tensor  # (M, 4) float32 pixel xyxy, kept pseudo-boxes
     classes: Tensor  # (M,) int64
     weights: Tensor  # (M,) float32 in (0, 1]
+    probs: Tensor | None = None  # classification: (K,) float32 soft pseudo-label (boxes then empty)
+    label_weight: float = 0.0  # classification: its loss weight, 0 where the label was filtered
 
 
 @dataclass
@@ -69,6 +75,8 @@ class CleanSample:
     boxes: Tensor
     classes: Tensor
     weights: Tensor
+    probs: Tensor | None = None
+    label_weight: float = 0.0
 
 
 @dataclass
@@ -108,6 +116,43 @@ def _rescale(image: Tensor, boxes: Tensor, long_side: int | None) -> tuple[Tenso
     return x[0].round().clamp(0, 255).to(torch.uint8), scaled
 
 
+def _images(images_path: Path) -> dict[str, list[str]]:
+    """Image ids of each domain in ``images.parquet`` (both must have some)."""
+    if not images_path.is_file():
+        raise DataError(f"{images_path}: missing; run `vat pseudolabel` first")
+    images = pq.read_table(images_path).to_pylist()
+    ids = {d: [str(r["image_id"]) for r in images if r["domain"] == d] for d in ("degraded", "clean")}
+    for d, found in ids.items():
+        if not found:
+            raise DataError(f"{images_path}: no {d} training image")
+    return ids
+
+
+def _pixels(ids: dict[str, list[str]], images_path: Path, clean_path: Path, degraded_path: Path,
+            restored_path: Path) -> tuple[dict[str, tuple[Tensor, Tensor]], dict[str, Tensor]]:  # fmt: skip
+    """Decoded (I_LQ, R(I_LQ)) of each degraded id and I_HQ of each clean id, uint8 (3, H, W)."""
+    paths: dict[str, dict[str, Record]] = {}
+    for name, path in (("clean", clean_path), ("degraded", degraded_path), ("restored", restored_path)):
+        paths[name] = {r.image_id: r for r in read_manifest(path).records}
+
+    def record(kind: str, image_id: str, path: Path) -> Record:
+        if image_id not in paths[kind]:
+            raise DataError(f"{path}: has no {kind} image {image_id!r} that {images_path} lists")
+        return paths[kind][image_id]
+
+    degraded = {}
+    for i in ids["degraded"]:
+        lq = _load(record("degraded", i, degraded_path).path)
+        r = _load(record("restored", i, restored_path).path)
+        if lq.shape != r.shape:
+            raise DataError(
+                f"{restored_path}: restored {i!r} is {tuple(r.shape)}, degraded {tuple(lq.shape)}"
+            )
+        degraded[i] = (lq, r)
+    clean = {i: _load(record("clean", i, clean_path).path) for i in ids["clean"]}
+    return degraded, clean
+
+
 def load_training_data(
     pseudolabels: Path,
     clean_path: Path,
@@ -125,30 +170,13 @@ def load_training_data(
     for p in (images_path, boxes_path):
         if not p.is_file():
             raise DataError(f"{p}: missing; run `vat pseudolabel` first")
-    images = pq.read_table(images_path).to_pylist()
-    ids = {d: [str(r["image_id"]) for r in images if r["domain"] == d] for d in ("degraded", "clean")}
-    for d, found in ids.items():
-        if not found:
-            raise DataError(f"{images_path}: no {d} training image")
-    paths: dict[str, dict[str, Record]] = {}
-    for name, path in (("clean", clean_path), ("degraded", degraded_path), ("restored", restored_path)):
-        paths[name] = {r.image_id: r for r in read_manifest(path).records}
+    ids = _images(images_path)
+    pixels_lq, pixels_hq = _pixels(ids, images_path, clean_path, degraded_path, restored_path)
     empty = (torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), torch.zeros(0))
-
-    def record(kind: str, image_id: str, path: Path) -> Record:
-        if image_id not in paths[kind]:
-            raise DataError(f"{path}: has no {kind} image {image_id!r} that {images_path} lists")
-        return paths[kind][image_id]
-
     lq_boxes, hq_boxes = _boxes_by_image(boxes_path, "degraded"), _boxes_by_image(boxes_path, "clean")
     degraded = []
     for i in ids["degraded"]:
-        lq = _load(record("degraded", i, degraded_path).path)
-        r = _load(record("restored", i, restored_path).path)
-        if lq.shape != r.shape:
-            raise DataError(
-                f"{restored_path}: restored {i!r} is {tuple(r.shape)}, degraded {tuple(lq.shape)}"
-            )
+        lq, r = pixels_lq[i]
         boxes, classes, weights = lq_boxes.get(i, empty)
         lq, scaled = _rescale(lq, boxes, long_side)
         r, _ = _rescale(r, boxes, long_side)
@@ -156,8 +184,34 @@ def load_training_data(
     clean = []
     for i in ids["clean"]:
         boxes, classes, weights = hq_boxes.get(i, empty)
-        hq, scaled = _rescale(_load(record("clean", i, clean_path).path), boxes, long_side)
+        hq, scaled = _rescale(pixels_hq[i], boxes, long_side)
         clean.append(CleanSample(i, hq, scaled, classes, weights))
+    return TrainingData(degraded, clean)
+
+
+def load_classification_data(
+    pseudolabels: Path, clean_path: Path, degraded_path: Path, restored_path: Path
+) -> TrainingData:
+    """The self-training images (uint8, as they are) with their soft pseudo-labels and weights
+    from ``labels.parquet`` (classification); an image whose label was filtered has weight 0."""
+    images_path, labels_path = pseudolabels / "images.parquet", pseudolabels / "labels.parquet"
+    if not labels_path.is_file():
+        raise DataError(f"{labels_path}: missing; run `vat pseudolabel` with common.task: classify first")
+    ids = _images(images_path)
+    pixels_lq, pixels_hq = _pixels(ids, images_path, clean_path, degraded_path, restored_path)
+    rows = pq.read_table(labels_path).to_pylist()
+    labels = {(r["domain"], str(r["image_id"])): r for r in rows}
+    empty = (torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), torch.zeros(0))
+
+    def label(domain: str, i: str) -> tuple[Tensor, float]:
+        row = labels.get((domain, i))
+        if row is None:
+            raise DataError(f"{labels_path}: no {domain} label for image {i!r} that {images_path} lists")
+        w = float(row["weight"]) if row["kept"] else 0.0
+        return torch.tensor(row["probs"], dtype=torch.float32), w
+
+    degraded = [DegradedSample(i, *pixels_lq[i], *empty, *label("degraded", i)) for i in ids["degraded"]]
+    clean = [CleanSample(i, pixels_hq[i], *empty, *label("clean", i)) for i in ids["clean"]]
     return TrainingData(degraded, clean)
 
 
@@ -214,6 +268,16 @@ def _offset(n: int, size: int, gen: torch.Generator) -> int:
     return 0 if n <= size else int(torch.randint(0, n - size + 1, (1,), generator=gen))
 
 
+def _targets(sample: DegradedSample | CleanSample, window: tuple[int, ...] | None) -> dict[str, Tensor]:
+    """A sample's labels in ``window`` (x0, y0, w, h) of it (None: the whole image): its boxes
+    moved into the crop, or (classification) its soft label and weight, which a crop keeps."""
+    if sample.probs is not None:
+        return {"probs": sample.probs, "weight": torch.tensor(sample.label_weight)}
+    if window is None:
+        return {"boxes": sample.boxes, "classes": sample.classes, "weights": sample.weights}
+    return crop_targets(sample.boxes, sample.classes, sample.weights, *window)
+
+
 def make_batch(data: TrainingData, step: int, batch: int, crop: int | None, seed: int) -> Batch:
     """The global batch of ``step``: a function of (data, step, batch, crop, seed) only."""
     spe = steps_per_epoch(len(data.degraded), batch)
@@ -235,17 +299,17 @@ def make_batch(data: TrainingData, step: int, batch: int, crop: int | None, seed
                     f"{c.image_id} {tuple(c.hq.shape[1:])}); set train.crop to a side in px"
                 )
             lqs.append(d.lq), rs.append(d.restored), hqs.append(c.hq)
-            t_lq.append({"boxes": d.boxes, "classes": d.classes, "weights": d.weights})
-            t_hq.append({"boxes": c.boxes, "classes": c.classes, "weights": c.weights})
+            t_lq.append(_targets(d, None))
+            t_hq.append(_targets(c, None))
             continue
         h, w = d.lq.shape[-2:]
         x0, y0 = _offset(w, crop, gen), _offset(h, crop, gen)
         lqs.append(_crop(d.lq, x0, y0, crop)), rs.append(_crop(d.restored, x0, y0, crop))
-        t_lq.append(crop_targets(d.boxes, d.classes, d.weights, x0, y0, min(crop, w - x0), min(crop, h - y0)))
+        t_lq.append(_targets(d, (x0, y0, min(crop, w - x0), min(crop, h - y0))))
         h, w = c.hq.shape[-2:]
         x0, y0 = _offset(w, crop, gen), _offset(h, crop, gen)
         hqs.append(_crop(c.hq, x0, y0, crop))
-        t_hq.append(crop_targets(c.boxes, c.classes, c.weights, x0, y0, min(crop, w - x0), min(crop, h - y0)))
+        t_hq.append(_targets(c, (x0, y0, min(crop, w - x0), min(crop, h - y0))))
     return Batch(
         torch.stack(lqs),
         torch.stack(rs),
@@ -265,7 +329,8 @@ class TrainGraph(nn.Module):
 
     ``forward(lq, restored, hq, targets_lq, targets_hq, generator)`` takes float images in
     [0, 1] (this rank's slice in distributed runs, with the targets of the global batch)
-    and returns the loss dict of :func:`vat.losses.vat_loss`. D is held outside the module
+    and returns the loss dict of :func:`vat.losses.vat_loss` (or, for targets carrying a soft
+    label, ``probs`` and ``weight``, of :func:`vat.losses.vat_loss_classify`). D is held outside the module
     tree, so DDP and ``state_dict`` see the translator only.
     """
 
@@ -290,6 +355,8 @@ class TrainGraph(nn.Module):
 
         device_type = lq.device.type
         det = self._detector[0]
+        if not hasattr(det, "resize"):  # a classifier: resizes inside its own (differentiable) forward
+            return self._loss(lq, restored, hq, targets_lq, targets_hq, generator, device_type)
         resize, det.resize = det.resize, False  # crops come at D's scale already (load_training_data)
         try:
             return self._loss(lq, restored, hq, targets_lq, targets_hq, generator, device_type)
@@ -297,7 +364,7 @@ class TrainGraph(nn.Module):
             det.resize = resize
 
     def _loss(self, lq, restored, hq, targets_lq, targets_hq, generator, device_type):
-        from vat.losses import vat_loss
+        from vat.losses import vat_loss, vat_loss_classify
 
         with torch.autocast(
             device_type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None
@@ -305,6 +372,13 @@ class TrainGraph(nn.Module):
             fused, _ = self.model.fuse(lq, restored)
             kwargs = {} if self.gather is None else {"gather": self.gather, "shard": self.shard}
             t_b = self.model.t_b if self.model.t_b is not None else _no_t_b
+            if targets_lq and "probs" in targets_lq[0]:  # classification (load_classification_data)
+                y_lq, w_lq = (torch.stack([t[k] for t in targets_lq]) for k in ("probs", "weight"))
+                y_hq, w_hq = (torch.stack([t[k] for t in targets_hq]) for k in ("probs", "weight"))
+                return vat_loss_classify(
+                    self.model.t_a, t_b, fused, hq, y_lq, y_hq, self._detector[0], self.loss_cfg, generator,
+                    w_lq, w_hq, **kwargs,
+                )  # fmt: skip
             return vat_loss(
                 self.model.t_a, t_b, fused, hq, targets_lq, targets_hq, self._detector[0], self.loss_cfg,
                 generator, **kwargs,

@@ -143,3 +143,31 @@ def scatter_plot(
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+def roc_plot(path, curves: dict[str, dict[str, tuple[np.ndarray, np.ndarray, float]]], title: str) -> None:
+    """A PNG with one panel per method of one-vs-rest ROC curves, one per class:
+    ``{method: {class name: (fpr, tpr, auc)}}`` (classes without a curve are left out)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vat.io import atomic_path
+
+    n = max(len(curves), 1)
+    fig, axes = plt.subplots(1, n, figsize=(3.3 * n, 3.4), dpi=120, squeeze=False)
+    for ax, (method, per_class) in zip(axes[0], curves.items(), strict=False):
+        for k, (name, (fpr, tpr, auc)) in enumerate(per_class.items()):
+            if len(fpr):
+                colour = np.array(class_colour(k)) / 255 * 0.8
+                ax.plot(fpr, tpr, color=colour, lw=1.2, label=f"{name} {auc:.2f}")
+        ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls="--")
+        ax.set(xlabel="false positive rate", ylabel="true positive rate", title=method, xlim=(0, 1),
+               ylim=(0, 1.02))  # fmt: skip
+        ax.legend(fontsize=6, title="AUC", title_fontsize=6, loc="lower right")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
