@@ -15,6 +15,7 @@ from stages import (
     prepare,
     profile,
     pseudolabel,
+    real,
     report,
     restore,
     study,
@@ -32,8 +33,8 @@ app = typer.Typer(
         "Each stage command reads params.yaml (its own section plus `common`) and writes "
         "data/<stage>/ and reports/<stage>/. `dvc repro` runs them in order; run one alone "
         "to inspect it. Pipeline: prepare -> degrade -> train_restorer -> restore, "
-        "train_detector -> pseudolabel -> train, unpaired, ablate ROW; study R; classify (Task 2) -> "
-        "evaluate -> report. "
+        "train_detector -> pseudolabel -> train, unpaired, ablate ROW; study R; classify (Task 2); real "
+        "(test sets without clean pairs) -> evaluate -> report. "
         "`vat browse` opens the pseudo-labels in the FiftyOne app."
     ),
     no_args_is_help=True,
@@ -51,6 +52,7 @@ app.command("unpaired")(unpaired.command)
 app.command("ablate")(ablate.command)
 app.command("study")(study.command)
 app.command("classify")(classify.command)
+app.command("real")(real.command)
 app.command("evaluate")(evaluate.command)
 app.command("report")(report.command)
 app.command("translate")(translate.command)

@@ -112,9 +112,13 @@ def run(
     device: str = "auto",
     track: Track = no_track,
     degraded_path: Path = DEGRADED,
+    niqe_from: Path | None = None,
+    clean_pairs: bool = True,
 ) -> dict:
     """Score every method of ``inputs`` (default :func:`methods`); ``degraded_path``: the
-    degraded images the translator rows start from."""
+    degraded images the translator rows start from. ``niqe_from``: the manifest whose clean
+    train images fit NIQE (default ``truth_path``). ``clean_pairs=False`` (a real test set:
+    ``truth_path`` holds the degraded images themselves): no PSNR / SSIM."""
     dev = resolve_device(device)
     if inputs is None:
         arch = json.loads(RESTORER.read_text())["arch"] if RESTORER.is_file() else "R"
@@ -124,13 +128,15 @@ def run(
     if not gt:
         raise DataError(f"{truth_path}: split {params.split!r} is empty")
     model = load_vision_model(common.task, models, truth.classes, dev)
+    niqe_truth = truth if niqe_from is None else read_manifest(niqe_from)
     niqe, niqe_note = (
-        _fit_niqe(truth, params) if common.task != "classify" else (None, "classification crops")
+        _fit_niqe(niqe_truth, params) if common.task != "classify" else (None, "classification crops")
     )
     rows = {}
     for name, path in track(list(inputs.items()), "evaluate", len(inputs)):
         if isinstance(path, tuple):
-            rows[name] = _score_translator(common, model, path, gt, truth, params, dev, niqe, degraded_path)
+            rows[name] = _score_translator(common, model, path, gt, truth, params, dev, niqe, degraded_path,
+                                           clean_pairs)  # fmt: skip
             continue
         m = read_manifest(path)
         recs = [r for r in m.records if r.image_id in gt]
@@ -144,7 +150,7 @@ def run(
         result["niqe"] = {
             "patch": niqe.patch,
             "pristine_blocks": niqe.blocks,
-            "fitted_on": f"the {truth_path} train split (clean)",
+            "fitted_on": f"the {niqe_from or truth_path} train split (clean)",
         }
     elif niqe_note:
         result["niqe"] = {"skipped": niqe_note}
@@ -158,7 +164,8 @@ def run(
     write_json(result, reports / "metrics.json")
     write_text(_table(result, truth.classes), reports / "table.md")
     if common.task != "classify":
-        _grid(model, inputs, gt, params.split, truth.classes, dev, reports / "grid.png", degraded_path)
+        _grid(model, inputs, gt, params.split, truth.classes, dev, reports / "grid.png", degraded_path,
+              last="clean, true boxes" if clean_pairs else "true boxes")  # fmt: skip
     return result
 
 
@@ -184,7 +191,7 @@ GRID_METHODS = ("Vanilla", "Baseline", "Unpaired", "VaT D(")  # row-name prefixe
 
 @torch.no_grad()
 def _grid(model, inputs: dict, gt: dict, split: str, classes: list[str], dev, path: Path,
-          degraded_path: Path = DEGRADED, n: int = 4) -> None:  # fmt: skip
+          degraded_path: Path = DEGRADED, n: int = 4, last: str = "clean, true boxes") -> None:  # fmt: skip
     """The first ``n`` scored images (by id), one row each: D's boxes (score >= 0.25) on what each
     method shows D (Vanilla, Baseline, Unpaired, VaT), then the clean image with its true boxes."""
     from vat.datasets import to_image, to_tensor
@@ -218,7 +225,7 @@ def _grid(model, inputs: dict, gt: dict, split: str, classes: list[str], dev, pa
         for title, images in columns:
             det = model.predict(to_tensor(images[i])[None].to(dev), conf=0.25)[0]
             tiles.append(label_strip(draw_detections(images[i], det, classes), title))
-        tiles.append(label_strip(draw_boxes(load_rgb(gt[i].path), gt[i].boxes, classes), "clean, true boxes"))
+        tiles.append(label_strip(draw_boxes(load_rgb(gt[i].path), gt[i].boxes, classes), last))
     if tiles:
         save_png(grid(tiles, ncols=len(columns) + 1), path)  # images of other sizes are resized to the first
 
@@ -274,7 +281,7 @@ def _niqe_mean(model, images) -> float | None:
 
 def _score_translator(
     common, model, spec: tuple[Path, Path], gt, truth: Manifest, params, dev, niqe=None,
-    degraded_path: Path = DEGRADED,
+    degraded_path: Path = DEGRADED, clean_pairs: bool = True,
 ) -> dict:  # fmt: skip
     """D on T_A(G(I_R, I_LQ)) for the scored split's degraded images and their restorations."""
     from vat.datasets import to_image
@@ -289,12 +296,15 @@ def _score_translator(
         probs, labels = translated_classifications(model, translator, triples, dev)
         out = _classification_scores(probs, labels, truth.classes)
         return out | {"translator": str(translator_path), "epoch": meta.get("epoch")}
-    quality: dict[str, list[float]] = {"psnr": [], "ssim": [], "gate_mean": []}
+    keys = ("psnr", "ssim", "gate_mean") if clean_pairs else ("gate_mean",)
+    quality: dict[str, list[float]] = {k: [] for k in keys}
 
     def measure(triple, res, i) -> None:  # image quality of what D sees, against the clean picture
-        out_img, clean_img = to_image(res["out"][i].cpu()), load_rgb(triple[2].path)
-        quality["psnr"].append(min(psnr(out_img, clean_img, data_range=255), 100.0))
-        quality["ssim"].append(ssim(out_img, clean_img, data_range=255))
+        out_img = to_image(res["out"][i].cpu())
+        if clean_pairs:
+            clean_img = load_rgb(triple[2].path)
+            quality["psnr"].append(min(psnr(out_img, clean_img, data_range=255), 100.0))
+            quality["ssim"].append(ssim(out_img, clean_img, data_range=255))
         quality["gate_mean"].append(float(res["gate"][i].mean()))
         if niqe is not None and niqe.fits(out_img):
             quality.setdefault("niqe", []).append(niqe.score(out_img))

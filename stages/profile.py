@@ -1,6 +1,6 @@
-"""profile: write params.yaml from a named profile (tiny, default, paper).
+"""profile: write params.yaml from a named profile (tiny, default, paper, paper_dark).
 
-Reads:  profiles/default.yaml and, for tiny or paper, profiles/<name>.yaml (its changes)
+Reads:  profiles/default.yaml and, for the others, profiles/<name>.yaml (its changes)
 Writes: params.yaml (the previous one, when different, is kept as params.yaml.bak)
 """
 
@@ -64,7 +64,8 @@ def command(
     name: str = typer.Argument(..., help=f"one of: {', '.join(PROFILES)}"),
     out: Path = typer.Option(Path("params.yaml"), "--out", help="params file to write"),
 ) -> None:
-    """Write params.yaml from a profile: tiny (tests), default (embedded demo), paper (VOC, GPU).
+    """Write params.yaml from a profile: tiny (tests), default (embedded demo), paper (VOC haze, GPU),
+    paper_dark (VOC low light + ExDark, GPU).
 
     Reads profiles/default.yaml and profiles/<name>.yaml. Writes params.yaml; a
     different existing params.yaml is kept as params.yaml.bak.

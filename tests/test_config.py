@@ -11,6 +11,7 @@ from stages import (
     evaluate,
     prepare,
     pseudolabel,
+    real,
     restore,
     study,
     train,
@@ -56,7 +57,8 @@ STAGE_PARAMS = [
 
 def test_every_params_section_belongs_to_a_stage():
     sections = set(yaml.safe_load((ROOT / "params.yaml").read_text()))
-    assert sections == {"common", "ablate"} | {s for _, s in STAGE_PARAMS}  # ablate: rows over train
+    # ablate: rows over train; real: named test sets (stages/real.py RealSet)
+    assert sections == {"common", "ablate", "real"} | {s for _, s in STAGE_PARAMS}
 
 
 GOOD = {"name": "a", "maybe": None, "inner": {"size": 3, "ratio": [0.5, 1]}, "tags": ["x"]}
@@ -104,7 +106,7 @@ def test_literal_and_post_init_checks():
 
 
 def test_every_profile_loads_into_every_stage(tmp_path):
-    for name in ("tiny", "default", "paper"):
+    for name in ("tiny", "default", "paper", "paper_dark"):
         out = tmp_path / f"{name}.yaml"
         profile_stage.run(name, ROOT / "profiles", out)
         common = load_section(CommonParams, "common", out)
@@ -113,6 +115,8 @@ def test_every_profile_loads_into_every_stage(tmp_path):
             load_section(cls, section, out)
         for row in yaml.safe_load(out.read_text())["ablate"]:
             ablate.row_params(row, out)  # every row of every profile is a valid train variant
+        expected = {"paper": {"RTTS"}, "paper_dark": {"ExDark"}}.get(name, {"fog"})  # papers drop `fog`
+        assert set(real.sets(out)) == expected
         cp, task2 = classify.task_params(out)  # Task 2's sections, rewritten, all load
         model = task2["train_detector"].model
         assert task2["common"].task == "classify" and (model == "small_cnn" or model.startswith("clip:"))

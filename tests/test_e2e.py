@@ -69,6 +69,9 @@ def test_dag_has_every_stage_in_order(repo):
         ("study@identity", "evaluate"),
         ("evaluate", "report"),
         ("classify", "report"),
+        ("train", "real"),
+        ("unpaired", "real"),
+        ("real", "report"),
     ]:
         assert f'"{edge[0]}" -> "{edge[1]}";' in dag
 
@@ -208,3 +211,16 @@ def test_task2_classification_runs_the_pipeline_again_and_is_reported(repo):
     md = (dst / "reports/report/report.md").read_text()
     assert "## Low-light classification, Task 2" in md and "../classify/evaluate/roc.png" in md
     assert "Task 2. The paper's ordering, step by step" in md
+
+
+def test_real_set_without_clean_pairs_is_scored_and_reported(repo):
+    dst, _, _ = repo
+    m = json.loads((dst / "reports/real/metrics.json").read_text())
+    assert set(m) == {"fog"} and m["fog"]["images"] == 8 and m["fog"]["degrade"] == "haze_depth"
+    rows = m["fog"]["methods"]
+    names = {"Vanilla D(I_LQ)", "Unpaired CycleGAN-style D(T_A(I_F))", "VaT D(T_A(I_F)), val-selected"}
+    assert names <= set(rows)
+    assert all(0 <= v["map50"] <= 1 and v["niqe"] > 0 for v in rows.values())
+    assert (dst / "reports/real/fog/grid.png").is_file()
+    md = (dst / "reports/report/report.md").read_text()
+    assert "## Test sets without clean pairs" in md and "### `fog`: 8 images" in md

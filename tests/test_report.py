@@ -52,6 +52,7 @@ def test_report_tables_ordering_and_missing_rows(tmp_path):
         "to classify.rows) | 11.45 | 10.42 |" in md
     )
     assert "Not run: reports/classify/ is missing" in md
+    assert "Not run: reports/real/metrics.json is missing" in md
     page = (tmp_path / "report/report.html").read_text()
     assert page.count("<table>") == 4 and "&gt; Baseline" in page and r["blocks"] > 8
 
@@ -154,3 +155,27 @@ def test_report_fills_task2_accuracy_auc_and_its_table4_column(tmp_path):
     # Task 2 steps: full 60 < plain 61 < gate 62 fail, gate 62 > no_gate 50 holds, no_gate 50 < no_cycle 55
     # fails, no_cycle 55 > no_mle 45 holds
     assert "Task 2. The paper's ordering, step by step: 2 of 5 steps hold here." in md
+
+
+def test_report_has_one_table_per_test_set_without_clean_pairs(tmp_path):
+    task1 = _methods(**{"Vanilla D(I_LQ)": 0.1, "VaT D(T_A(I_F)), val-selected": 0.45})
+    ev = {"images": 10, "split": "test", "task": "haze", "metric": "mAP@0.5", "methods": task1}
+    _write(tmp_path / "evaluate/metrics.json", ev)
+    rows = _methods(
+        **{
+            "Vanilla D(I_LQ)": 0.2,
+            "Baseline D(R(I_LQ)), R=aodnet": 0.3,
+            "Unpaired CycleGAN-style D(T_A(I_F))": 0.35,
+            "VaT D(T_A(I_F)), val-selected": 0.32,
+        }
+    )
+    rows["VaT D(T_A(I_F)), val-selected"]["niqe"] = 4.5
+    _write(tmp_path / "real/fog/metrics.json", {"images": 12, "split": "test", "methods": rows})
+    fog = {"source": "embedded", "root": None, "degrade": "haze_depth", "images": 12, "boxes": 30}
+    _write(tmp_path / "real/metrics.json", {"fog": fog})
+    report.run(tmp_path, tmp_path / "report")
+    md = (tmp_path / "report/report.md").read_text()
+    assert "### `fog`: 12 images, 30 boxes" in md and "degraded by `haze_depth`" in md
+    assert "| VaT | 32.00 | 4.5 | 49.67 |" in md and "| CycleGAN-style unpaired | 35.00 | - | 31.01 |" in md
+    assert "| VaT, last epoch | not run |" in md
+    assert "1 of 2 hold here (VaT 32.00 above baseline (30.00))." in md

@@ -517,3 +517,66 @@ def test_classification_learns_from_kept_labels_only(cls_base, tmp_path):
     moved = variant("moved", lambda r: r | off | {"probs": r["probs"][::-1]}
                     if r["domain"] == "degraded" else r)  # fmt: skip
     assert _same(zeroed, moved) and not _same(ref, zeroed)
+
+
+def test_real_sets_without_clean_pairs_are_scored_beside_the_synthetic_one(base, tmp_path):
+    """The real stage: an embedded set in depth fog and a VOC folder of degraded photographs, each
+    restored by R and scored for Vanilla, Baseline and VaT by mAP, with no PSNR (no clean pairs)."""
+    import json
+
+    import yaml
+    from PIL import Image
+    from test_readers import voc_dataset
+
+    from stages import profile, real
+
+    if not (base / "a/translator.pt").is_file():
+        _run(base, "a")
+    # a VOC folder of three degraded images with their true boxes: a "real" set in the reader's format
+    low = read_manifest(base / "degrade/manifest.parquet").split("test") + read_manifest(
+        base / "degrade/manifest.parquet"
+    ).split("val")
+    entries = {
+        r.image_id: (Image.open(r.path).convert("RGB"),
+                     [(COMMON.classes[b.cls], round(b.x1) + 1, round(b.y1) + 1, round(b.x2), round(b.y2))
+                      for b in r.boxes if b.x2 - b.x1 > 2 and b.y2 - b.y1 > 2])
+        for r in low[:3]
+    }  # fmt: skip
+    voc_dataset(tmp_path / "voc", entries)
+    p = tmp_path / "params.yaml"
+    profile.run("tiny", ROOT / "profiles", p)
+    data = yaml.safe_load(p.read_text())
+    data["common"]["seed"] = COMMON.seed
+    data["prepare"]["embedded"] |= {"width": 64, "height": 48, "n_test": 4}
+    data["real"]["photos"] = {"source": "voc", "root": str(tmp_path / "voc"), "annotations": None,
+                              "split": "all", "degrade": None}  # fmt: skip
+    p.write_text(yaml.safe_dump(data))
+    m = real.run(p, device="cpu", out=tmp_path / "out", reports=tmp_path / "rep",
+                 clean_path=base / "prepare/manifest.parquet", spec_path=base / "tr/restorer.json",
+                 models=base / "models", translators=base / "a", unpaired=tmp_path / "none")  # fmt: skip
+    assert set(m) == {"fog", "photos"} and m["fog"]["images"] == 4 and m["photos"]["images"] == 3
+    assert m["photos"]["boxes"] == sum(len(e[1]) for e in entries.values())
+    for name in m:
+        ev = json.loads((tmp_path / f"rep/{name}/metrics.json").read_text())
+        assert set(ev["methods"]) == {"Vanilla D(I_LQ)", "Baseline D(R(I_LQ)), R=identity",
+                                      "VaT D(T_A(I_F)), val-selected", "VaT, last epoch"}  # fmt: skip
+        vat_row = ev["methods"]["VaT D(T_A(I_F)), val-selected"]
+        assert "psnr" not in vat_row and 0 <= vat_row["gate_mean"] <= 1 and 0 <= vat_row["map50"] <= 1
+        assert (tmp_path / f"rep/{name}/grid.png").is_file()
+    # the identity R: the baseline sees exactly the degraded images
+    ev = json.loads((tmp_path / "rep/photos/metrics.json").read_text())["methods"]
+    assert ev["Vanilla D(I_LQ)"]["map50"] == ev["Baseline D(R(I_LQ)), R=identity"]["map50"]
+    # the fog set is new scenes, darkened by depth: none of them is an image of the main run
+    fog = read_manifest(tmp_path / "out/fog/degrade/manifest.parquet")
+    assert all(r.split == "test" and "fog/degrade" in r.path for r in fog.records)
+
+
+def test_real_sets_are_checked():
+    from stages.real import RealSet
+
+    with pytest.raises(ValueError, match="source embedded needs degrade"):
+        RealSet(source="embedded", root=None, annotations=None, split="test", degrade=None)
+    with pytest.raises(ValueError, match="source voc needs root"):
+        RealSet(source="voc", root=None, annotations=None, split="all", degrade=None)
+    with pytest.raises(ValueError, match="and degrade: null"):
+        RealSet(source="voc", root="x", annotations=None, split="all", degrade="haze")

@@ -5,9 +5,9 @@ loads its section with :func:`load_section`. Loading is strict: an unknown key, 
 key or a value of the wrong type stops with a :class:`~vat.errors.ParamsError` naming the
 key, e.g. ``params.yaml: degrade.gamma_range: expected a list of 2 numbers, got 'x'``.
 
-Profiles: ``profiles/default.yaml`` is a complete params file; ``profiles/tiny.yaml`` and
-``profiles/paper.yaml`` hold only what differs from it. :func:`profile_params` merges
-them, and ``vat profile NAME`` writes the result to ``params.yaml``.
+Profiles: ``profiles/default.yaml`` is a complete params file; ``profiles/tiny.yaml``,
+``profiles/paper.yaml`` and ``profiles/paper_dark.yaml`` hold only what differs from it.
+:func:`profile_params` merges them, and ``vat profile NAME`` writes the result to ``params.yaml``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import yaml
 from vat.errors import ParamsError
 
 TASKS = ("haze", "dark", "classify")
-PROFILES = ("tiny", "default", "paper")
+PROFILES = ("tiny", "default", "paper", "paper_dark")
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class CommonParams:
 
     seed: int  # global seed; every random draw derives from it
     task: Literal["haze", "dark", "classify"]  # haze / low-light detection, or classification
-    profile: Literal["tiny", "default", "paper"]  # which profile these params came from
+    profile: Literal["tiny", "default", "paper", "paper_dark"]  # which profile these params came from
     classes: list[str] = field(default_factory=list)  # class names, index = class id
 
     def __post_init__(self) -> None:
@@ -154,7 +154,7 @@ def load_common(path: str | Path = "params.yaml") -> CommonParams:
 
 
 # Sections whose keys are names the user chooses (rows), so a profile may add new ones.
-OPEN_SECTIONS = ("ablate",)
+OPEN_SECTIONS = ("ablate", "real")
 # Mappings under which a profile may set any key: their stage checks them (classify.changes
 # rewrites other sections; stages/classify.py names a key no section has).
 FREE_PATHS = (("classify", "changes"),)
