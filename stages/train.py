@@ -203,10 +203,9 @@ def run(
     try:
         if params.batch % world:
             raise ParamsError(f"train.batch={params.batch} does not split over {world} processes")
-        classify = common.task == "classify"
-        labels, d_file = ("labels.parquet", "classifier") if classify else ("boxes.parquet", "detector.pt")
-        inputs = [pseudolabels / "images.parquet", pseudolabels / labels, clean_path, degraded_path,
-                  restored_path] + sorted(models.glob(d_file + "*"))  # fmt: skip
+        d_file = "classifier" if common.task == "classify" else "detector.pt"
+        inputs = [pseudolabels / "images.parquet", pseudolabels / label_file(common.task), clean_path,
+                  degraded_path, restored_path] + sorted(models.glob(d_file + "*"))  # fmt: skip
         fp = fingerprint(common, params, speed, inputs)
         ins = load_inputs(common, params, pseudolabels, clean_path, degraded_path, restored_path, models, dev)
         model = build_model(common, params, speed, dev)
@@ -244,8 +243,7 @@ def load_inputs(
     from vat.manifest import read_manifest
     from vat.training import load_classification_data, load_training_data, steps_per_epoch
 
-    labels = "labels.parquet" if common.task == "classify" else "boxes.parquet"
-    for p in (pseudolabels / "images.parquet", pseudolabels / labels):
+    for p in (pseudolabels / "images.parquet", pseudolabels / label_file(common.task)):
         if not p.is_file():
             raise DataError(f"{p}: missing; run `vat pseudolabel` first")
     clean = read_manifest(clean_path)
@@ -472,6 +470,7 @@ def _finish(common, params, speed, model, best, best_state, history, vals, secon
             restorer_spec=RESTORER) -> dict:  # fmt: skip
     from vat.models.translator import parameter_count
 
+    key = val_key(common.task)
     restorer = json.loads(restorer_spec.read_text()) if restorer_spec.is_file() else None
     base = {"translator": params.translator, "restorer": restorer, "epochs": params.epochs}
     last_state = snapshot(model)
@@ -493,7 +492,7 @@ def _finish(common, params, speed, model, best, best_state, history, vals, secon
         "images_per_second": round(images / seconds, 3) if seconds > 0 else None,
         "selected": meta,
         "val": vals,
-        f"last_{val_key(common.task)}": vals[-1][val_key(common.task)] if vals else None,
+        f"last_{key}": vals[-1][key] if vals else None,
         "final_loss": {k: round(v, 5) for k, v in history[-1].items() if k not in ("step", "epoch", "lr")},
         "resumed_from_stale": stale,
     }
@@ -511,6 +510,11 @@ def _finish(common, params, speed, model, best, best_state, history, vals, secon
 # -- validation and pictures ------------------------------------------------------------------
 
 
+def label_file(task: str) -> str:
+    """The pseudo-label table of ``data/pseudolabel/`` a training reads: soft labels or boxes."""
+    return "labels.parquet" if task == "classify" else "boxes.parquet"
+
+
 def val_key(task: str) -> str:
     """The val score a checkpoint is selected on: mAP@0.5, or accuracy for classification."""
     return "val_accuracy" if task == "classify" else "val_map50"
@@ -519,8 +523,9 @@ def val_key(task: str) -> str:
 def _validate(model, detector, val, classes, dev, speed) -> float:
     from vat.evaluation import translated_classifications, translated_detections
     from vat.metrics import evaluate_detections
+    from vat.models.classifier import FrozenClassifier
 
-    if not hasattr(detector, "resize"):  # a classifier
+    if isinstance(detector, FrozenClassifier):
         probs, labels = translated_classifications(detector, model, val, dev, bool(speed.bf16))
         return round(float((probs.argmax(1) == labels).mean()), 5)
     dets, truth = translated_detections(detector, model, val, dev, bool(speed.bf16))
@@ -530,11 +535,12 @@ def _validate(model, detector, val, classes, dev, speed) -> float:
 def _samples(model, detector, pairs, classes, dev, path: Path) -> None:
     from vat.datasets import to_image
     from vat.io import load_rgb
+    from vat.models.classifier import FrozenClassifier
     from vat.translate import translate_pairs
     from vat.viz import draw_detections, label_strip
 
     tiles = []
-    classify = not hasattr(detector, "resize")
+    classify = isinstance(detector, FrozenClassifier)
     for ps, res in translate_pairs(model, pairs, dev):
         if classify:
             labels = detector.predict(res["out"]).labels.tolist()
@@ -558,7 +564,7 @@ def _samples(model, detector, pairs, classes, dev, path: Path) -> None:
 # -- DVCLive ---------------------------------------------------------------------------------
 
 
-def _live(reports: Path, history: list[dict], vals: list[dict], key: str = "val_map50"):
+def _live(reports: Path, history: list[dict], vals: list[dict], key: str):
     """A DVCLive logger in reports/train/live, replaying what a resumed state already logged."""
     from dvclive import Live
 

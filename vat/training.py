@@ -329,9 +329,10 @@ class TrainGraph(nn.Module):
 
     ``forward(lq, restored, hq, targets_lq, targets_hq, generator)`` takes float images in
     [0, 1] (this rank's slice in distributed runs, with the targets of the global batch)
-    and returns the loss dict of :func:`vat.losses.vat_loss` (or, for targets carrying a soft
-    label, ``probs`` and ``weight``, of :func:`vat.losses.vat_loss_classify`). D is held outside the module
-    tree, so DDP and ``state_dict`` see the translator only.
+    and returns the loss dict of :func:`vat.losses.vat_loss` (or, when D is a classifier and
+    the targets carry soft labels, ``probs`` and ``weight``, of
+    :func:`vat.losses.vat_loss_classify`). D is held outside the module tree, so DDP and
+    ``state_dict`` see the translator only.
     """
 
     def __init__(
@@ -343,9 +344,12 @@ class TrainGraph(nn.Module):
         shard: slice | None = None,
         autocast: torch.dtype | None = None,
     ) -> None:
+        from vat.models.classifier import FrozenClassifier
+
         super().__init__()
         self.model = model
         self._detector = (detector,)
+        self.classify = isinstance(detector, FrozenClassifier)  # targets carry soft labels, not boxes
         self.loss_cfg = loss_cfg
         self.gather = gather
         self.shard = shard
@@ -355,7 +359,7 @@ class TrainGraph(nn.Module):
 
         device_type = lq.device.type
         det = self._detector[0]
-        if not hasattr(det, "resize"):  # a classifier: resizes inside its own (differentiable) forward
+        if self.classify:  # a classifier resizes inside its own (differentiable) forward
             return self._loss(lq, restored, hq, targets_lq, targets_hq, generator, device_type)
         resize, det.resize = det.resize, False  # crops come at D's scale already (load_training_data)
         try:
@@ -372,7 +376,7 @@ class TrainGraph(nn.Module):
             fused, _ = self.model.fuse(lq, restored)
             kwargs = {} if self.gather is None else {"gather": self.gather, "shard": self.shard}
             t_b = self.model.t_b if self.model.t_b is not None else _no_t_b
-            if targets_lq and "probs" in targets_lq[0]:  # classification (load_classification_data)
+            if self.classify:  # targets of load_classification_data: soft labels and their weights
                 y_lq, w_lq = (torch.stack([t[k] for t in targets_lq]) for k in ("probs", "weight"))
                 y_hq, w_hq = (torch.stack([t[k] for t in targets_hq]) for k in ("probs", "weight"))
                 return vat_loss_classify(
