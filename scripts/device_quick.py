@@ -1,8 +1,9 @@
 """A few extra training-step measurements on a GPU (see scripts/device_check.sh for the suite).
 
 Usage: python3 scripts/device_quick.py OUT_JSON
-Rows: the released network's lighter depth (vat-release, width 16) in the suite's modes,
-and the memory mode at larger batches.
+Rows: the released network's lighter depth (vat-release, width 16) in the suite's modes
+(fast: bf16 + channels_last + compile; memory: checkpointing of the translator's blocks and
+of D's layers; both), and the memory mode of vat-w16 at larger batches.
 """
 
 import json
@@ -14,9 +15,16 @@ import torch
 from vat.bench_train import BenchConfig, bench_train, release
 
 fast = {"bf16": True, "channels_last": True}
+memory = {"checkpoint": True, "checkpoint_detector": True}
 base = BenchConfig(translator="vat-release", steps=8, warmup=2)
-rows = [base, replace(base, **fast), replace(base, **fast, checkpoint=True)]
-mem16 = replace(BenchConfig(steps=4, warmup=1), **fast, checkpoint=True)
+rows = [
+    base,
+    replace(base, **fast),
+    replace(base, **fast, compile=True),
+    replace(base, **fast, **memory),
+    replace(base, **fast, **memory, compile=True),
+]
+mem16 = replace(BenchConfig(steps=4, warmup=1), **fast, **memory)
 rows += [replace(mem16, batch=16), replace(mem16, batch=64)]
 out = {"device": torch.cuda.get_device_name(0), "rows": []}
 for cfg in rows:
@@ -35,8 +43,11 @@ for cfg in rows:
                     "batch",
                     "bf16",
                     "checkpoint",
+                    "checkpoint_detector",
+                    "compile",
                     "images_per_s",
                     "peak_gib",
+                    "saved_gib",
                     "oom",
                     "error",
                 )

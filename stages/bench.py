@@ -145,8 +145,11 @@ def nuq_command(
     console.print(f"nuq: {result} -> {out}")
 
 
+SPEED_OPTIONS = ("bf16", "channels_last", "compile", "checkpoint", "checkpoint_detector")
+
+
 def _label(row: dict) -> str:
-    opts = [k for k in ("bf16", "channels_last", "compile", "checkpoint") if row.get(k)]
+    opts = [k for k in SPEED_OPTIONS if row.get(k)]
     return f"{row['translator']} {row['pipeline']} b{row['batch']} " + ("+".join(opts) or "eager fp32")
 
 
@@ -157,16 +160,27 @@ def train_table(result: dict) -> str:
     lines = [
         f"# One VaT training step on {result['device']} ({rows[0]['size']} px)",
         "",
-        "| configuration | img/s | x plain eager | step ms | peak GiB | warm-up s |",
-        "|---|---|---|---|---|---|",
+        "| configuration | img/s | x plain eager | step ms | peak GiB | step peak GiB | saved GiB "
+        "| x plain saved | warm-up s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if "images_per_s" not in r:
-            lines.append(f"| {_label(r)} | {r.get('error') or 'out of memory'} | | | | |")
+            lines.append(f"| {_label(r)} | {r.get('error') or 'out of memory'} | | | | | | | |")
             continue
         ratio = r["images_per_s"] / base["images_per_s"] if base else float("nan")
+        saved = r.get("saved_gib", "-")
+        base_saved = base.get("saved_gib") if base else None
+        saved_ratio = f"{saved / base_saved:.2f}" if saved != "-" and base_saved else "-"
         lines.append(f"| {_label(r)} | {r['images_per_s']:.2f} | {ratio:.2f} | {r['step_ms']:.1f} | "
-                     f"{r.get('peak_gib', '-')} | {r['warmup_s']} |")  # fmt: skip
+                     f"{r.get('peak_gib', '-')} | {r.get('step_peak_gib', '-')} | {saved} | {saved_ratio} | "
+                     f"{r['warmup_s']} |")  # fmt: skip
+    lines.append(
+        "\npeak GiB (CUDA only): the allocator's peak over the timed steps. step peak GiB: the"
+        " peak of the tensors one step allocates (vat.bench_train.TensorMemory), saved GiB: what"
+        " autograd keeps from the forward for the backward (SavedForBackward); both measured alike"
+        " on every device in one more, untimed step (not under compile)."
+    )
     for k, v in result.get("ratios", {}).items():
         lines.append(f"\n{k}: {v}")
     return "\n".join(lines) + "\n"
@@ -200,9 +214,10 @@ def train_command(
         result["rows"].append(row)
         write_json(result, json_path)  # after every row: a run cut short keeps what it measured
         status = (
-            "out of memory"
-            if row["oom"]
-            else f"{row['images_per_s']:.2f} img/s, {row.get('peak_gib', '-')} GiB"
+            f"{row['images_per_s']:.2f} img/s, peak {row.get('peak_gib', '-')} GiB, "
+            f"step peak {row.get('step_peak_gib', '-')} GiB, saved {row.get('saved_gib', '-')} GiB"
+            if "images_per_s" in row
+            else row.get("error") or "out of memory"
         )
         console.print(f"bench train: {_label(row):60s} {status}")
 
@@ -214,7 +229,8 @@ def train_command(
         release(dev)
         record(row)
     if largest and dev.type == "cuda" and not quick:
-        mem = BenchConfig(**asdict(BenchConfig()) | {"bf16": True, "channels_last": True, "checkpoint": True})
+        mem = BenchConfig(**asdict(BenchConfig()) | {"bf16": True, "channels_last": True, "checkpoint": True,
+                                                      "checkpoint_detector": True})  # fmt: skip
         batch = 8
         while batch <= 512:
             row = bench_train(replace(mem, batch=batch, steps=5, warmup=2), dev)

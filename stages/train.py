@@ -46,7 +46,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -132,14 +132,14 @@ class Speed:
     channels_last: bool | None = None  # None: on CUDA only
     compile: bool = False  # torch.compile every transformer block (VaT.compile_blocks)
     checkpoint: bool = False  # activation checkpointing of every transformer block (less memory)
+    checkpoint_detector: bool = False  # D's forward in the loss recomputed in backward (less memory)
 
     def resolve(self, device: torch.device) -> Speed:
         cuda = device.type == "cuda"
-        return Speed(
-            cuda if self.bf16 is None else self.bf16,
-            cuda if self.channels_last is None else self.channels_last,
-            self.compile,
-            self.checkpoint,
+        return replace(
+            self,
+            bf16=cuda if self.bf16 is None else self.bf16,
+            channels_last=cuda if self.channels_last is None else self.channels_last,
         )
 
 
@@ -347,7 +347,8 @@ def _loop(common, params, speed, data, spe, detector, model, val, classes, fp, d
         model.compile_blocks()
     shard = dist.shard(params.batch)
     graph = TrainGraph(model, detector, params.loss_config(), dist.all_gather_cat if world > 1 else None,
-                       shard if world > 1 else None, torch.bfloat16 if speed.bf16 else None)  # fmt: skip
+                       shard if world > 1 else None, torch.bfloat16 if speed.bf16 else None,
+                       speed.checkpoint_detector)  # fmt: skip
     step_fn = graph
     if world > 1:
         step_fn = torch.nn.parallel.DistributedDataParallel(
@@ -606,6 +607,9 @@ def command(
         False, "--compile", help="torch.compile every transformer block (G, T_A, T_B)"
     ),
     checkpoint: bool = typer.Option(False, "--checkpoint", help="activation checkpointing (less memory)"),
+    checkpoint_detector: bool = typer.Option(
+        False, "--checkpoint-detector", help="recompute D's forward in backward (less memory)"
+    ),
     fresh: bool = typer.Option(False, "--fresh", help="ignore a resumable state in data/train.resume"),
 ) -> None:
     """Train the VaT translator without labels on cached restorations and pseudo-labels.
@@ -617,7 +621,7 @@ def command(
     """
     common = load_common(params_file)
     params = load_section(TrainParams, "train", params_file)
-    speed = Speed(bf16, channels_last, compile, checkpoint)
+    speed = Speed(bf16, channels_last, compile, checkpoint, checkpoint_detector)
     m = run(
         common,
         params,

@@ -70,6 +70,26 @@ def test_gradient_reaches_input_only(kind, clip):
     assert not clf.training and not any(m.training for m in clf.modules())
 
 
+@pytest.mark.parametrize("kind", ["clip", "torch"])
+def test_checkpointed_forward_gives_the_same_loss_and_gradient(kind, clip, monkeypatch):
+    clf = clip if kind == "clip" else torch_classifier()
+    soft = torch.softmax(torch.randn(3, len(CLASSES), generator=torch.Generator().manual_seed(1)), -1)
+    calls = []
+    forward = clf._forward
+    monkeypatch.setattr(clf, "_forward", lambda x: calls.append(1) or forward(x))
+    results = []
+    for ckpt in (False, True):
+        monkeypatch.setattr(clf, "checkpoint", ckpt)
+        calls.clear()
+        images = rand_images().requires_grad_(True)
+        loss = clf.loss(images, soft)
+        loss.backward()
+        assert len(calls) == 1 + ckpt  # checkpointed: the forward runs again in backward
+        results.append((loss.detach(), images.grad))
+    (l0, g0), (l1, g1) = results
+    assert torch.equal(l0, l1) and torch.allclose(g0, g1, rtol=1e-5, atol=1e-9)
+
+
 def test_batchnorm_statistics_never_move():
     clf = torch_classifier()
     parent = nn.ModuleDict({"translator": nn.Conv2d(3, 3, 1), "d": clf})

@@ -82,6 +82,37 @@ def test_gradients_reach_the_input_only(det):
     assert all(not p.requires_grad and p.grad is None for p in det.parameters())
 
 
+@pytest.mark.parametrize("yaml", ["yolov8n.yaml", "yolov3-tinyu.yaml"])
+def test_checkpointed_forward_gives_the_same_loss_and_gradient_and_keeps_less(yaml):
+    from vat.bench_train import SavedForBackward
+
+    d = _make(yaml)
+    x = _images()
+    total, parts, grad = _loss_and_grad(d, x, _targets())
+    calls = []
+    first = d.model.model[0]
+    # a pre-hook: recomputation stops as soon as it has what backward needs, before any post-hook
+    hook = first.register_forward_pre_hook(lambda *_: calls.append(1))
+    d.checkpoint = True
+    try:
+        xc = x.clone().requires_grad_(True)
+        with SavedForBackward() as kept:
+            total_c, parts_c = d.loss(xc, _targets())
+        assert len(calls) == 1
+        total_c.backward()
+        assert len(calls) == 2  # the layer ran again in backward
+        with torch.no_grad():
+            d.predict(x)  # prediction records no graph: nothing to recompute
+    finally:
+        d.checkpoint = False
+        hook.remove()
+    with SavedForBackward() as plain:
+        d.loss(x.clone().requires_grad_(True), _targets())
+    assert torch.equal(total_c.detach(), total) and torch.equal(parts_c, parts)
+    assert torch.allclose(xc.grad, grad, rtol=1e-5, atol=1e-9)
+    assert 0 < kept.nbytes < plain.nbytes / 2
+
+
 def test_batchnorm_statistics_never_move(det):
     before = _bn_buffers(det)
     assert before  # the model has BatchNorm layers to watch

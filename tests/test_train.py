@@ -215,20 +215,22 @@ def _one_step_grads(base, **speed):
     if s.channels_last:
         model.to(memory_format=torch.channels_last)
     det = lively_detector(nc=5, imgsz=64)
-    graph = TrainGraph(model, det, PARAMS.loss_config(), autocast=torch.bfloat16 if s.bf16 else None)
+    graph = TrainGraph(model, det, PARAMS.loss_config(), autocast=torch.bfloat16 if s.bf16 else None,
+                       checkpoint_detector=s.checkpoint_detector)  # fmt: skip
     b = make_batch(data, 0, 2, 32, COMMON.seed)
     dev = torch.device("cpu")
     lq, r, hq = (to_float(x, dev, s.channels_last) for x in (b.lq, b.restored, b.hq))
     out = graph(lq, r, hq, targets_to(b.targets_lq, dev), targets_to(b.targets_hq, dev),
                 lambda_generator(COMMON.seed, 0, dev))  # fmt: skip
     out["total"].backward()
-    return float(out["total"]), {n: p.grad.clone() for n, p in model.named_parameters()}
+    return float(out["total"].detach()), {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
 def test_speed_options_do_not_change_results_beyond_bf16_rounding(base):
     loss, grads = _one_step_grads(base, bf16=False, channels_last=False)
     for speed, rtol in (
         ({"checkpoint": True}, 1e-6),
+        ({"checkpoint": True, "checkpoint_detector": True}, 1e-6),
         ({"channels_last": True}, 1e-4),
         ({"bf16": True}, 5e-2),
     ):

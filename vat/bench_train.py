@@ -15,16 +15,24 @@ D's loss on T_A(I_HQ) and T_A(I_mix)), backward, AdamW step. Two pipelines:
 Inputs are random images at ``size`` x ``size`` with ``boxes`` random boxes per image; D is
 a random-weight frozen YOLO (``detector`` yaml, ``nc`` classes), R a random AOD-Net: speed
 and memory do not depend on the weights. Nothing here prints.
+
+Memory, three ways: ``peak_gib`` (CUDA only) is the allocator's peak over the timed steps;
+one more, untimed step measures ``saved_gib`` (:class:`SavedForBackward`, what autograd keeps
+from the forward for the backward: what checkpointing cuts) and ``step_peak_gib``
+(:class:`TensorMemory`, the peak of the tensors the step allocates), alike on every device.
 """
 
 from __future__ import annotations
 
 import time
+import weakref
 from dataclasses import asdict, dataclass
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
-__all__ = ["BenchConfig", "bench_train"]
+__all__ = ["BenchConfig", "SavedForBackward", "TensorMemory", "bench_train"]
 
 
 @dataclass(frozen=True)
@@ -37,11 +45,85 @@ class BenchConfig:
     channels_last: bool = False
     compile: bool = False
     checkpoint: bool = False
+    checkpoint_detector: bool = False
     detector: str = "yolov3u.yaml"
     nc: int = 20
     boxes: int = 4
     steps: int = 10
     warmup: int = 3
+
+
+class SavedForBackward:
+    """Bytes of the tensors autograd saves for backward while the context is open.
+
+    The part of a training step's peak memory that the forward leaves for the backward, and
+    the part that checkpointing cuts; measured the same way on any device (on a GPU, the peak
+    adds the weights, the optimizer state and the backward's transients). Each storage counts
+    once (views share it); parameters are not counted (they are held anyway), the bf16 copies
+    autocast makes of them are. Tensors saved inside a checkpointed region are not saved (the
+    checkpoint keeps its inputs, which are counted).
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._storages: dict[tuple[torch.device, int], int] = {}
+        self._hooks = None
+
+    @property
+    def nbytes(self) -> int:
+        return sum(self._storages.values())
+
+    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        if not isinstance(t, torch.nn.Parameter):
+            storage = t.untyped_storage()
+            self._storages[(t.device, storage.data_ptr())] = storage.nbytes()
+        return t
+
+    def __enter__(self) -> SavedForBackward:
+        if self.enabled:
+            self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+            self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._hooks is not None:
+            self._hooks.__exit__(*exc)
+            self._hooks = None
+
+
+class TensorMemory(TorchDispatchMode):
+    """Peak bytes of the tensors the ops run inside the context allocate and still hold.
+
+    Every op's outputs are looked at; a storage not seen before counts until it is freed
+    (a weakref finalizer). Tensors alive before the context (weights, optimizer state, the
+    batch) are not counted, so a training step's ``peak`` is what the step itself adds at its
+    highest point: activations, gradients and the backward's transients. Works the same on
+    every device (on a GPU the allocator's own peak also counts the weights and its
+    fragmentation). Only for measuring: every op pays a Python call.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+        self._storages: dict[tuple[torch.device, int], int] = {}
+
+    def _freed(self, key: tuple[torch.device, int], nbytes: int) -> None:
+        if self._storages.pop(key, None) is not None:
+            self.live -= nbytes
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor) and t.device.type != "meta":
+                storage = t.untyped_storage()
+                key, nbytes = (t.device, storage.data_ptr()), storage.nbytes()
+                if nbytes and key not in self._storages:
+                    self._storages[key] = nbytes
+                    self.live += nbytes
+                    weakref.finalize(storage, self._freed, key, nbytes)
+        self.peak = max(self.peak, self.live)
+        return out
 
 
 def _sync(device: torch.device) -> None:
@@ -72,7 +154,8 @@ def bench_train(cfg: BenchConfig, device: torch.device | str = "cpu", seed: int 
             model.compile_blocks()
         restorer = freeze(AODNet().init_weights(gen)).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
-        graph = TrainGraph(model, det, LossConfig(), autocast=torch.bfloat16 if cfg.bf16 else None)
+        graph = TrainGraph(model, det, LossConfig(), autocast=torch.bfloat16 if cfg.bf16 else None,
+                           checkpoint_detector=cfg.checkpoint_detector)  # fmt: skip
         fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         shape = (cfg.batch, 3, cfg.size, cfg.size)
         lq = torch.rand(shape, generator=gen).to(device).contiguous(memory_format=fmt)
@@ -99,10 +182,15 @@ def bench_train(cfg: BenchConfig, device: torch.device | str = "cpu", seed: int 
                     r = restorer(lq).contiguous(memory_format=fmt)
                     det.predict(lq), det.predict(r), det.predict(hq)
             lam_gen.manual_seed(seed + i)
-            out = graph(lq, r, hq, t_lq, t_hq, lam_gen)
+            with SavedForBackward(enabled=measure is not None) as saved:
+                out = graph(lq, r, hq, t_lq, t_hq, lam_gen)
             opt.zero_grad(set_to_none=True)
             out["total"].backward()
             opt.step()
+            if measure is not None:
+                measure["saved"] = saved.nbytes
+
+        measure = None
 
         t0 = time.perf_counter()
         for i in range(cfg.warmup):
@@ -123,6 +211,15 @@ def bench_train(cfg: BenchConfig, device: torch.device | str = "cpu", seed: int 
         }
         if device.type == "cuda":
             result["peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
+        # One more step, untimed: what autograd keeps for the backward, and the peak of the
+        # tensors the step allocates. Not under torch.compile: its graphs would be traced again
+        # under these hooks, and saved-tensor hooks are not reliable with compiled autograd.
+        if not cfg.compile:
+            measure = {}
+            with TensorMemory() as mem:
+                step(cfg.warmup + cfg.steps)
+            result["saved_gib"] = round(measure["saved"] / 2**30, 3)
+            result["step_peak_gib"] = round(mem.peak / 2**30, 3)
         return result
     except torch.OutOfMemoryError:
         return result | {"oom": True}
@@ -141,25 +238,29 @@ def suite(device: torch.device | str, quick: bool = False) -> list[BenchConfig]:
     """The configurations ``vat bench train`` measures, in one run so their ratios hold.
 
     GPU: 512 px, batch 4, width 16: plain eager fp32 (cached and per-step), bf16 +
-    channels_last, + compile (fast mode), + checkpointing (memory mode), both; width 48 in
-    memory mode and both; then the largest batch that fits (see ``largest_batch``).
+    channels_last, + compile (fast mode), + checkpointing of the translator's blocks, + of
+    D's forward too (memory mode), memory mode + compile; width 48 in memory mode, without
+    and with compile; then the largest batch that fits (``vat bench train --largest``).
     CPU (or ``quick``): the same switches at 128 px, batch 2, width 4, without compile.
     """
+    fast = {"bf16": True, "channels_last": True}
+    memory = {"checkpoint": True, "checkpoint_detector": True}
     if torch.device(device).type != "cuda" or quick:
         base = BenchConfig(translator="vat-w4", size=128, batch=2, detector="yolov8n.yaml", steps=6, warmup=2)
-        fast = {"bf16": True, "channels_last": True}
-        variants = [{"pipeline": "per_step"}, fast, {"checkpoint": True}]
+        variants = [{"pipeline": "per_step"}, fast, {"checkpoint": True}, memory]
         return [base] + [BenchConfig(**asdict(base) | v) for v in variants]
     base = BenchConfig()
-    fast = {"bf16": True, "channels_last": True}
-    rows = [
-        base,
-        BenchConfig(**asdict(base) | {"pipeline": "per_step"}),
-        BenchConfig(**asdict(base) | fast),
-        BenchConfig(**asdict(base) | fast | {"compile": True}),
-        BenchConfig(**asdict(base) | fast | {"checkpoint": True}),
-        BenchConfig(**asdict(base) | fast | {"checkpoint": True, "compile": True}),
+    variants = [
+        {"pipeline": "per_step"},
+        fast,
+        fast | {"compile": True},
+        fast | {"checkpoint": True},
+        fast | memory,
+        fast | memory | {"compile": True},
     ]
-    w48 = asdict(base) | fast | {"translator": "vat-w48", "checkpoint": True}
-    rows += [BenchConfig(**w48), BenchConfig(**w48 | {"compile": True})]
-    return rows
+    w48 = asdict(base) | fast | memory | {"translator": "vat-w48"}
+    return (
+        [base]
+        + [BenchConfig(**asdict(base) | v) for v in variants]
+        + [BenchConfig(**w48), BenchConfig(**w48 | {"compile": True})]
+    )

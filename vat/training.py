@@ -332,7 +332,10 @@ class TrainGraph(nn.Module):
     and returns the loss dict of :func:`vat.losses.vat_loss` (or, when D is a classifier and
     the targets carry soft labels, ``probs`` and ``weight``, of
     :func:`vat.losses.vat_loss_classify`). D is held outside the module tree, so DDP and
-    ``state_dict`` see the translator only.
+    ``state_dict`` see the translator only. ``checkpoint_detector``: D's forward inside the
+    loss keeps only its input and is run again in backward (one more D forward per step for
+    D's activations, the largest part of a step's memory once the translator's blocks are
+    checkpointed); outputs and gradients are unchanged.
     """
 
     def __init__(
@@ -343,6 +346,7 @@ class TrainGraph(nn.Module):
         gather: Callable[[Tensor], Tensor] | None = None,
         shard: slice | None = None,
         autocast: torch.dtype | None = None,
+        checkpoint_detector: bool = False,
     ) -> None:
         from vat.models.classifier import FrozenClassifier
 
@@ -354,18 +358,22 @@ class TrainGraph(nn.Module):
         self.gather = gather
         self.shard = shard
         self.autocast = autocast
+        self.checkpoint_detector = checkpoint_detector  # D's forward recomputed in backward (less memory)
 
     def forward(self, lq, restored, hq, targets_lq, targets_hq, generator):
-
         device_type = lq.device.type
         det = self._detector[0]
-        if self.classify:  # a classifier resizes inside its own (differentiable) forward
-            return self._loss(lq, restored, hq, targets_lq, targets_hq, generator, device_type)
-        resize, det.resize = det.resize, False  # crops come at D's scale already (load_training_data)
+        saved = {"checkpoint": det.checkpoint}
+        if not self.classify:  # a classifier resizes inside its own (differentiable) forward
+            saved["resize"] = det.resize  # detection crops come at D's scale already (load_training_data)
+        changes = {"checkpoint": self.checkpoint_detector, "resize": False}
+        for k in saved:
+            setattr(det, k, changes[k])
         try:
             return self._loss(lq, restored, hq, targets_lq, targets_hq, generator, device_type)
         finally:
-            det.resize = resize
+            for k, v in saved.items():
+                setattr(det, k, v)
 
     def _loss(self, lq, restored, hq, targets_lq, targets_hq, generator, device_type):
         from vat.losses import vat_loss, vat_loss_classify

@@ -82,6 +82,7 @@ class FrozenClassifier(nn.Module):
         if not classes:
             raise ParamsError("a classifier needs at least one class name")
         self.classes = list(classes)
+        self.checkpoint = False  # logits(): run the forward again in backward (less memory)
 
     def _forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """(logits (B, K), features (B, F)) for float [0, 1] images (B, 3, H, W)."""
@@ -96,7 +97,14 @@ class FrozenClassifier(nn.Module):
         return super().train(False)
 
     def logits(self, images: Tensor) -> Tensor:
-        """(B, K) logits, differentiable w.r.t. ``images``."""
+        """(B, K) logits, differentiable w.r.t. ``images``.
+
+        With :attr:`checkpoint`, autograd keeps ``images`` only and runs the forward again in
+        backward (frozen, no dropout: the same logits and input gradients)."""
+        if self.checkpoint and torch.is_grad_enabled() and images.requires_grad:
+            from torch.utils.checkpoint import checkpoint
+
+            return checkpoint(lambda x: self._forward(x)[0], images, use_reentrant=False)
         return self._forward(images)[0]
 
     def forward(self, images: Tensor) -> Tensor:

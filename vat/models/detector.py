@@ -402,6 +402,7 @@ class FrozenDetector(nn.Module):
         self.stride: int = int(net.stride.max())
         self.imgsz: int = int(imgsz or ckpt_imgsz or 640)
         self.resize = resize
+        self.checkpoint = False  # training through D: checkpoint each layer (see _forward)
         self._criterion: WeightedDetectionLoss | None = None
         self.to(device)
         self.train(False)
@@ -457,7 +458,28 @@ class FrozenDetector(nn.Module):
 
     def _forward(self, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
         self.model.eval()  # also undoes a stray .train() on the inner model
+        if self.checkpoint and torch.is_grad_enabled() and x.requires_grad:
+            return self._forward_checkpointed(x)
         return self.model(x)  # eval mode: (decoded (B, 4 + nc, A), raw preds dict)
+
+    def _forward_checkpointed(self, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
+        """``self.model(x)`` with activation checkpointing of every layer: autograd keeps each
+        layer's input only and runs the layer again in backward, so the backward holds one
+        layer's activations at a time. The loop is ultralytics' ``DetectionModel._predict_once``
+        (layer ``m`` reads the outputs named by ``m.f``; those in ``save`` are kept for later
+        layers). Eval mode has no randomness: outputs and input gradients are unchanged."""
+        from torch.utils.checkpoint import checkpoint
+
+        outputs: list[Any] = []
+        for m in self.model.model:
+            if m.f != -1:
+                x = outputs[m.f] if isinstance(m.f, int) else [x if j == -1 else outputs[j] for j in m.f]
+            if isinstance(x, list):  # Concat and the Detect head take a list of feature maps
+                x = checkpoint(lambda *xs, m=m: m(list(xs)), *x, use_reentrant=False)
+            else:
+                x = checkpoint(m, x, use_reentrant=False)
+            outputs.append(x if m.i in self.model.save else None)
+        return x
 
     # -- prediction ---------------------------------------------------------------------
 
