@@ -1,9 +1,12 @@
 """A few extra training-step measurements on a GPU (see scripts/device_check.sh for the suite).
 
 Usage: python3 scripts/device_quick.py OUT_JSON
-Rows: the released network's lighter depth (vat-release, width 16) in the suite's modes
-(fast: bf16 + channels_last + compile; memory: checkpointing of the translator's blocks and
-of D's layers; both), and the memory mode of vat-w16 at larger batches.
+Rows, most wanted first (a short device session keeps what it measured: the JSON is
+rewritten after every row): the memory mode (checkpointing of the translator's blocks and
+of D's layers, bf16 + channels_last) of vat-w16 and vat-w48, to check the 6 and 16 GiB
+targets; then the released network's lighter depth (vat-release, width 16) in the fast mode
+(+ compile) and fast + memory + compile, to see how far the 35 and 25 img/s targets are;
+then vat-w16 fast + memory + compile, and plain vat-release as the baseline of its ratios.
 """
 
 import json
@@ -16,16 +19,17 @@ from vat.bench_train import BenchConfig, bench_train, release
 
 fast = {"bf16": True, "channels_last": True}
 memory = {"checkpoint": True, "checkpoint_detector": True}
-base = BenchConfig(translator="vat-release", steps=8, warmup=2)
+w16 = BenchConfig(steps=6, warmup=2)
+release_depth = replace(w16, translator="vat-release", steps=8)
 rows = [
-    base,
-    replace(base, **fast),
-    replace(base, **fast, compile=True),
-    replace(base, **fast, **memory),
-    replace(base, **fast, **memory, compile=True),
+    replace(w16, **fast, **memory),
+    replace(w16, translator="vat-w48", **fast, **memory),
+    replace(release_depth, **fast, compile=True),
+    replace(release_depth, **fast, **memory, compile=True),
+    replace(w16, **fast, **memory, compile=True),
+    release_depth,
+    replace(release_depth, **fast, **memory),
 ]
-mem16 = replace(BenchConfig(steps=4, warmup=1), **fast, **memory)
-rows += [replace(mem16, batch=16), replace(mem16, batch=64)]
 out = {"device": torch.cuda.get_device_name(0), "rows": []}
 for cfg in rows:
     try:
@@ -47,6 +51,7 @@ for cfg in rows:
                     "compile",
                     "images_per_s",
                     "peak_gib",
+                    "step_peak_gib",
                     "saved_gib",
                     "oom",
                     "error",
