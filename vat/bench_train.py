@@ -175,22 +175,18 @@ def bench_train(cfg: BenchConfig, device: torch.device | str = "cpu", seed: int 
         t_lq, t_hq = boxes(), boxes()
         lam_gen = torch.Generator(device=device)
 
-        def step(i: int) -> None:
+        def step(i: int, saved: SavedForBackward | None = None) -> None:
             r = cached_r
             if cfg.pipeline == "per_step":
                 with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=cfg.bf16):
                     r = restorer(lq).contiguous(memory_format=fmt)
                     det.predict(lq), det.predict(r), det.predict(hq)
             lam_gen.manual_seed(seed + i)
-            with SavedForBackward(enabled=measure is not None) as saved:
+            with saved or SavedForBackward(enabled=False):
                 out = graph(lq, r, hq, t_lq, t_hq, lam_gen)
             opt.zero_grad(set_to_none=True)
             out["total"].backward()
             opt.step()
-            if measure is not None:
-                measure["saved"] = saved.nbytes
-
-        measure = None
 
         t0 = time.perf_counter()
         for i in range(cfg.warmup):
@@ -215,10 +211,10 @@ def bench_train(cfg: BenchConfig, device: torch.device | str = "cpu", seed: int 
         # tensors the step allocates. Not under torch.compile: its graphs would be traced again
         # under these hooks, and saved-tensor hooks are not reliable with compiled autograd.
         if not cfg.compile:
-            measure = {}
+            saved = SavedForBackward()
             with TensorMemory() as mem:
-                step(cfg.warmup + cfg.steps)
-            result["saved_gib"] = round(measure["saved"] / 2**30, 3)
+                step(cfg.warmup + cfg.steps, saved)
+            result["saved_gib"] = round(saved.nbytes / 2**30, 3)
             result["step_peak_gib"] = round(mem.peak / 2**30, 3)
         return result
     except torch.OutOfMemoryError:

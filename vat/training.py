@@ -363,16 +363,16 @@ class TrainGraph(nn.Module):
     def forward(self, lq, restored, hq, targets_lq, targets_hq, generator):
         device_type = lq.device.type
         det = self._detector[0]
-        saved = {"checkpoint": det.checkpoint}
-        if not self.classify:  # a classifier resizes inside its own (differentiable) forward
-            saved["resize"] = det.resize  # detection crops come at D's scale already (load_training_data)
-        changes = {"checkpoint": self.checkpoint_detector, "resize": False}
-        for k in saved:
-            setattr(det, k, changes[k])
+        # a classifier resizes inside its own (differentiable) forward; detection crops come at
+        # D's scale already (load_training_data), so D must not resize them
+        changes = {"checkpoint": self.checkpoint_detector} | ({} if self.classify else {"resize": False})
+        before = {k: getattr(det, k) for k in changes}
+        for k, v in changes.items():
+            setattr(det, k, v)
         try:
             return self._loss(lq, restored, hq, targets_lq, targets_hq, generator, device_type)
         finally:
-            for k, v in saved.items():
+            for k, v in before.items():
                 setattr(det, k, v)
 
     def _loss(self, lq, restored, hq, targets_lq, targets_hq, generator, device_type):
