@@ -2,11 +2,13 @@
 
 Usage: python3 scripts/device_quick.py OUT_JSON
 Rows, most wanted first (a short device session keeps what it measured: the JSON is
-rewritten after every row): the memory mode (checkpointing of the translator's blocks and
-of D's layers, bf16 + channels_last) of vat-w16 and vat-w48, to check the 6 and 16 GiB
-targets; then the released network's lighter depth (vat-release, width 16) in the fast mode
-(+ compile) and fast + memory + compile, to see how far the 35 and 25 img/s targets are;
-then vat-w16 fast + memory + compile, and plain vat-release as the baseline of its ratios.
+rewritten after every row). The targets' reference numbers were taken on the released
+network's depth (vat-release, README "Speed"), so first its fast mode + compile (35 img/s),
+its blocks' checkpointing + compile and its memory mode + compile (25 img/s within 6 GiB);
+then the memory mode (checkpointing of the translator's blocks and of D's layers, bf16 +
+channels_last) of vat-w16, vat-release-w48 and vat-w48 (6 and 16 GiB); then vat-w16 fast +
+memory + compile, and plain vat-release and its memory mode without compile for the ratios;
+last, vat-release without D's BatchNorms folded (the session-2 fast mode), + compile.
 """
 
 import json
@@ -17,18 +19,22 @@ import torch
 
 from vat.bench_train import BenchConfig, bench_train, release
 
-fast = {"bf16": True, "channels_last": True}
+fast = {"bf16": True, "channels_last": True, "fold_batchnorm": True}
 memory = {"checkpoint": True, "checkpoint_detector": True}
 w16 = BenchConfig(steps=6, warmup=2)
 release_depth = replace(w16, translator="vat-release", steps=8)
 rows = [
-    replace(w16, **fast, **memory),
-    replace(w16, translator="vat-w48", **fast, **memory),
     replace(release_depth, **fast, compile=True),
+    replace(release_depth, **fast, checkpoint=True, compile=True),
     replace(release_depth, **fast, **memory, compile=True),
+    replace(w16, **fast, **memory),
+    replace(w16, translator="vat-release-w48", **fast, **memory),
+    replace(w16, translator="vat-w48", **fast, **memory),
     replace(w16, **fast, **memory, compile=True),
     release_depth,
     replace(release_depth, **fast, **memory),
+    replace(release_depth, bf16=True, channels_last=True),  # the same without D's BatchNorms folded
+    replace(release_depth, bf16=True, channels_last=True, compile=True),
 ]
 out = {"device": torch.cuda.get_device_name(0), "rows": []}
 for cfg in rows:
@@ -46,6 +52,7 @@ for cfg in rows:
                     "translator",
                     "batch",
                     "bf16",
+                    "fold_batchnorm",
                     "checkpoint",
                     "checkpoint_detector",
                     "compile",
@@ -53,6 +60,7 @@ for cfg in rows:
                     "peak_gib",
                     "step_peak_gib",
                     "saved_gib",
+                    "gflop_fwd",
                     "oom",
                     "error",
                 )

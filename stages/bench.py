@@ -145,7 +145,7 @@ def nuq_command(
     console.print(f"nuq: {result} -> {out}")
 
 
-SPEED_OPTIONS = ("bf16", "channels_last", "compile", "checkpoint", "checkpoint_detector")
+SPEED_OPTIONS = ("bf16", "channels_last", "fold_batchnorm", "compile", "checkpoint", "checkpoint_detector")
 
 
 def _label(row: dict) -> str:
@@ -161,25 +161,28 @@ def train_table(result: dict) -> str:
         f"# One VaT training step on {result['device']} ({rows[0]['size']} px)",
         "",
         "| configuration | img/s | x plain eager | step ms | peak GiB | step peak GiB | saved GiB "
-        "| x plain saved | warm-up s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| x plain saved | fwd GFLOP/img | T share | warm-up s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if "images_per_s" not in r:
-            lines.append(f"| {_label(r)} | {r.get('error') or 'out of memory'} | | | | | | | |")
+            lines.append(f"| {_label(r)} | {r.get('error') or 'out of memory'} | | | | | | | | | |")
             continue
         ratio = r["images_per_s"] / base["images_per_s"] if base else float("nan")
         saved = r.get("saved_gib", "-")
         base_saved = base.get("saved_gib") if base else None
         saved_ratio = f"{saved / base_saved:.2f}" if saved != "-" and base_saved else "-"
+        flops = f"{r.get('gflop_fwd', '-')} | {r.get('translator_share', '-')}"
         lines.append(f"| {_label(r)} | {r['images_per_s']:.2f} | {ratio:.2f} | {r['step_ms']:.1f} | "
                      f"{r.get('peak_gib', '-')} | {r.get('step_peak_gib', '-')} | {saved} | {saved_ratio} | "
-                     f"{r['warmup_s']} |")  # fmt: skip
+                     f"{flops} | {r['warmup_s']} |")  # fmt: skip
     lines.append(
         "\npeak GiB (CUDA only): the allocator's peak over the timed steps. step peak GiB: the"
         " peak of the tensors one step allocates (vat.bench_train.TensorMemory), saved GiB: what"
         " autograd keeps from the forward for the backward (SavedForBackward); both measured alike"
-        " on every device in one more, untimed step (not under compile)."
+        " on every device in one more, untimed step (not under compile). fwd GFLOP/img: the"
+        " step's forward matmul and convolution FLOPs per image (vat.bench_train.forward_flops;"
+        " the backward adds about 2x the translator's and 1x D's), T share: the translator's part."
     )
     for k, v in result.get("ratios", {}).items():
         lines.append(f"\n{k}: {v}")
@@ -229,8 +232,8 @@ def train_command(
         release(dev)
         record(row)
     if largest and dev.type == "cuda" and not quick:
-        mem = BenchConfig(**asdict(BenchConfig()) | {"bf16": True, "channels_last": True, "checkpoint": True,
-                                                      "checkpoint_detector": True})  # fmt: skip
+        fast = {"bf16": True, "channels_last": True, "fold_batchnorm": True}
+        mem = BenchConfig(**asdict(BenchConfig()) | fast | {"checkpoint": True, "checkpoint_detector": True})
         batch = 8
         while batch <= 512:
             row = bench_train(replace(mem, batch=batch, steps=5, warmup=2), dev)

@@ -81,7 +81,7 @@ class TrainingError(VatError):
 class TrainParams:
     """``train``: the translator, its loss (Table 4 switches) and the optimisation."""
 
-    translator: str  # registry name in vat/models/translator.py: vat-w4 ... vat-w48, vat-release
+    translator: str  # a name in vat/models/translator.py TRANSLATORS: vat-w4 ... vat-w48, vat-release(-w48)
     identity_init: bool  # T_A and T_B start as the identity (zeroed output conv); false: PyTorch's init
     epochs: int  # passes over the degraded training images
     batch: int  # (degraded, clean) pairs per step, the global batch under torchrun
@@ -133,6 +133,7 @@ class Speed:
     compile: bool = False  # torch.compile every transformer block (VaT.compile_blocks)
     checkpoint: bool = False  # activation checkpointing of every transformer block (less memory)
     checkpoint_detector: bool = False  # D's forward in the loss recomputed in backward (less memory)
+    fold_batchnorm: bool | None = None  # fold D's BatchNorms into its convs (detectors); None: on CUDA only
 
     def resolve(self, device: torch.device) -> Speed:
         cuda = device.type == "cuda"
@@ -140,6 +141,7 @@ class Speed:
             self,
             bf16=cuda if self.bf16 is None else self.bf16,
             channels_last=cuda if self.channels_last is None else self.channels_last,
+            fold_batchnorm=cuda if self.fold_batchnorm is None else self.fold_batchnorm,
         )
 
 
@@ -348,7 +350,7 @@ def _loop(common, params, speed, data, spe, detector, model, val, classes, fp, d
     shard = dist.shard(params.batch)
     graph = TrainGraph(model, detector, params.loss_config(), dist.all_gather_cat if world > 1 else None,
                        shard if world > 1 else None, torch.bfloat16 if speed.bf16 else None,
-                       speed.checkpoint_detector)  # fmt: skip
+                       speed.checkpoint_detector, speed.fold_batchnorm)  # fmt: skip
     step_fn = graph
     if world > 1:
         step_fn = torch.nn.parallel.DistributedDataParallel(
@@ -610,6 +612,11 @@ def command(
     checkpoint_detector: bool = typer.Option(
         False, "--checkpoint-detector", help="recompute D's forward in backward (less memory)"
     ),
+    fold_batchnorm: bool | None = typer.Option(
+        None,
+        "--fold-batchnorm/--no-fold-batchnorm",
+        help="fold D's BatchNorms into its convs (default: on CUDA)",
+    ),
     fresh: bool = typer.Option(False, "--fresh", help="ignore a resumable state in data/train.resume"),
 ) -> None:
     """Train the VaT translator without labels on cached restorations and pseudo-labels.
@@ -621,7 +628,7 @@ def command(
     """
     common = load_common(params_file)
     params = load_section(TrainParams, "train", params_file)
-    speed = Speed(bf16, channels_last, compile, checkpoint, checkpoint_detector)
+    speed = Speed(bf16, channels_last, compile, checkpoint, checkpoint_detector, fold_batchnorm)
     m = run(
         common,
         params,

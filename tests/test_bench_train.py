@@ -2,7 +2,7 @@
 
 import torch
 
-from vat.bench_train import BenchConfig, SavedForBackward, TensorMemory, bench_train, suite
+from vat.bench_train import BenchConfig, SavedForBackward, TensorMemory, bench_train, forward_flops, suite
 
 
 def test_per_step_pipeline_reruns_r_and_d_and_cached_does_not(monkeypatch):
@@ -29,6 +29,7 @@ def test_per_step_pipeline_reruns_r_and_d_and_cached_does_not(monkeypatch):
     assert calls == {"predict": 0, "restore": 1}  # R once, to cache I_R
     assert r["images_per_s"] > 0 and r["step_ms"] > 0 and not r["oom"] and r["device"] == "cpu"
     assert r["step_peak_gib"] >= r["saved_gib"] > 0  # the step holds what it saves, and more
+    assert r["gflop_fwd"] > 0 and 0 < r["translator_share"] < 1  # D's forward counts too
     bench_train(BenchConfig(**{**small.__dict__, "pipeline": "per_step"}))
     # 1 warm-up + 2 timed + 1 memory-measuring step; per step: R once, D on I_LQ, I_R, I_HQ
     assert calls == {"predict": 3 * 4, "restore": 1 + 1 + 4}
@@ -39,9 +40,11 @@ def test_cpu_suite_covers_each_option_once():
     assert {r.pipeline for r in rows} == {"cached", "per_step"}
     assert any(r.checkpoint for r in rows) and any(r.bf16 and r.channels_last for r in rows)
     assert any(r.checkpoint and r.checkpoint_detector for r in rows)
+    assert any(r.fold_batchnorm for r in rows) and len(set(rows)) == len(rows)
     assert not any(r.compile for r in rows)  # compiling takes minutes on a 2-core CPU
     gpu = suite(torch.device("cuda"))
-    assert {r.translator for r in gpu} == {"vat-w16", "vat-w48"} and all(r.size == 512 for r in gpu)
+    assert {r.translator for r in gpu} == {"vat-w16", "vat-w48", "vat-release", "vat-release-w48"}
+    assert all(r.size == 512 for r in gpu) and len(set(gpu)) == len(gpu)
 
 
 def test_saved_for_backward_counts_each_storage_once_and_no_parameters():
@@ -86,3 +89,32 @@ def test_tensor_memory_follows_allocations_and_frees():
         c = view.sum()
         assert mem.live == n + c.nbytes
     assert mem.peak == 2 * n
+
+
+def test_forward_flops_counts_convolutions_per_module():
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(4, 8, 1, bias=False), torch.nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False)
+    )
+    x = torch.rand(2, 4, 5, 5, requires_grad=True)
+    flops = forward_flops(net, x, parts=("Sequential.0", "Sequential.1"))
+    pixels = 2 * 5 * 5
+    assert flops["Sequential.0"] == 2 * pixels * 4 * 8  # a multiply-add is two FLOPs
+    assert flops["Sequential.1"] == 2 * pixels * 8 * 9  # depthwise: one input channel per output
+    assert flops["total"] == flops["Sequential.0"] + flops["Sequential.1"]
+
+
+def test_train_table_rows_have_as_many_cells_as_the_header():
+    from stages.bench import train_table
+
+    ok = BenchConfig(size=64).__dict__ | {"images_per_s": 2.0, "step_ms": 10.0, "warmup_s": 1.0,
+                                          "saved_gib": 0.5, "step_peak_gib": 0.6, "gflop_fwd": 12.5,
+                                          "translator_share": 0.25}  # fmt: skip
+    compiled = ok | {"compile": True, "images_per_s": 4.0}
+    for k in ("saved_gib", "step_peak_gib", "gflop_fwd", "translator_share"):
+        compiled.pop(k)  # not measured under compile
+    failed = ok | {"error": "RuntimeError: x"}
+    failed.pop("images_per_s")
+    text = train_table({"device": "cpu", "rows": [ok, compiled, failed]})
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    assert len(table) == 5 and len({line.count("|") for line in table}) == 1
+    assert "| 12.5 | 0.25 |" in table[2] and "| 2.00 |" in table[3]  # x plain eager of the compiled row

@@ -113,6 +113,34 @@ def test_checkpointed_forward_gives_the_same_loss_and_gradient_and_keeps_less(ya
     assert 0 < kept.nbytes < plain.nbytes / 2
 
 
+@pytest.mark.parametrize("yaml", ["yolov8n.yaml", "yolov3-tinyu.yaml"])
+def test_folded_batchnorm_gives_the_same_loss_gradient_and_boxes_and_keeps_less(yaml):
+    from vat.bench_train import SavedForBackward
+
+    d = _make(yaml)
+    x = _images()
+    convs = sum(isinstance(m, nn.BatchNorm2d) for m in d.modules())
+    total, parts, grad = _loss_and_grad(d, x, _targets())
+    boxes = d.predict(x, conf=0.3)
+    with SavedForBackward() as plain:
+        d.loss(x.clone().requires_grad_(True), _targets())
+    assert d.fold_batchnorm() == convs > 0
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in d.modules())
+    assert all(not p.requires_grad for p in d.parameters())  # still frozen
+    total_f, parts_f, grad_f = _loss_and_grad(d, x, _targets())
+    with SavedForBackward() as folded:
+        d.loss(x.clone().requires_grad_(True), _targets())
+    torch.testing.assert_close(total_f, total, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(parts_f, parts, rtol=1e-5, atol=1e-6)
+    assert float((grad_f - grad).norm()) < 1e-4 * float(grad.norm())  # float rounding, summed over the layers
+    after = d.predict(x, conf=0.3)
+    assert [len(b.boxes) for b in after] == [len(b.boxes) for b in boxes] and sum(len(b.boxes) for b in boxes)
+    for a, b in zip(after, boxes, strict=True):
+        torch.testing.assert_close(a.boxes, b.boxes, rtol=1e-4, atol=1e-3)
+    assert folded.nbytes < 0.8 * plain.nbytes  # BatchNorm's inputs are no longer kept
+    assert d.fold_batchnorm() == 0  # nothing left to fold
+
+
 def test_batchnorm_statistics_never_move(det):
     before = _bn_buffers(det)
     assert before  # the model has BatchNorm layers to watch

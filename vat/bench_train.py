@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import time
 import weakref
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
+from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["BenchConfig", "SavedForBackward", "TensorMemory", "bench_train"]
+__all__ = ["BenchConfig", "SavedForBackward", "TensorMemory", "bench_train", "forward_flops", "step_flops"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class BenchConfig:
     compile: bool = False
     checkpoint: bool = False
     checkpoint_detector: bool = False
+    fold_batchnorm: bool = False
     detector: str = "yolov3u.yaml"
     nc: int = 20
     boxes: int = 4
@@ -126,64 +128,125 @@ class TensorMemory(TorchDispatchMode):
         return out
 
 
+def forward_flops(fn, *args, parts: tuple[str, ...] = ()) -> dict[str, int]:
+    """FLOPs of ``fn(*args)``'s forward (matmuls and convolutions), in all and per module.
+
+    ``parts`` are module paths as :class:`FlopCounterMode` names them (``"TrainGraph.model.t_a"``);
+    each gets its own count. Forward only: PyTorch's counter overcounts the backward of grouped
+    (depthwise) convolutions, which the translator is full of, so a step's backward is not
+    counted (it costs about twice the forward for the translator, whose weights get gradients,
+    and about once for the frozen D, whose input only does).
+    """
+    counter = FlopCounterMode(display=False, depth=max((p.count(".") + 1 for p in parts), default=1))
+    with counter:
+        fn(*args)
+    counts = counter.get_flop_counts()
+    return {"total": counter.get_total_flops()} | {p: sum(counts.get(p, {}).values()) for p in parts}
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def bench_train(cfg: BenchConfig, device: torch.device | str = "cpu", seed: int = 0) -> dict:
-    """Images/s and peak memory of ``cfg``'s training step; ``{"oom": True}`` when it does not fit."""
+@dataclass
+class _Setup:
+    """What one configuration's steps run on: the models, the batch, its boxes."""
+
+    model: torch.nn.Module
+    detector: object
+    restorer: torch.nn.Module
+    graph: torch.nn.Module
+    lq: torch.Tensor
+    hq: torch.Tensor
+    restored: torch.Tensor  # the cached I_R
+    targets_lq: list
+    targets_hq: list
+    fmt: torch.memory_format
+
+
+def _setup(cfg: BenchConfig, device: torch.device, seed: int) -> _Setup:
     from vat.losses import LossConfig
     from vat.models.detector import FrozenDetector
     from vat.models.restorers import AODNet, freeze
     from vat.models.translator import create_translator
     from vat.training import TrainGraph
 
-    device = torch.device(device)
     gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        det = FrozenDetector(cfg.detector, nc=cfg.nc, imgsz=cfg.size, device=device)
+    model = create_translator(cfg.translator, seed=seed, checkpoint=cfg.checkpoint).to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if cfg.compile:
+        model.compile_blocks()
+    restorer = freeze(AODNet().init_weights(gen)).to(device)
+    graph = TrainGraph(model, det, LossConfig(), autocast=torch.bfloat16 if cfg.bf16 else None,
+                       checkpoint_detector=cfg.checkpoint_detector,
+                       fold_batchnorm=cfg.fold_batchnorm)  # fmt: skip
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    shape = (cfg.batch, 3, cfg.size, cfg.size)
+    lq = torch.rand(shape, generator=gen).to(device).contiguous(memory_format=fmt)
+    hq = torch.rand(shape, generator=gen).to(device).contiguous(memory_format=fmt)
+    with torch.no_grad():
+        restored = restorer(lq).contiguous(memory_format=fmt)
+
+    def boxes() -> list[dict[str, torch.Tensor]]:
+        xy = torch.rand(cfg.batch, cfg.boxes, 2, generator=gen) * cfg.size * 0.7
+        wh = 16 + torch.rand(cfg.batch, cfg.boxes, 2, generator=gen) * cfg.size * 0.25
+        b = torch.cat([xy, (xy + wh).clamp(max=cfg.size)], 2)
+        cls = torch.randint(0, cfg.nc, (cfg.batch, cfg.boxes), generator=gen)
+        w = 0.5 + 0.5 * torch.rand(cfg.batch, cfg.boxes, generator=gen)
+        return [{"boxes": b[i].to(device), "classes": cls[i].to(device), "weights": w[i].to(device)}
+                for i in range(cfg.batch)]  # fmt: skip
+
+    return _Setup(model, det, restorer, graph, lq, hq, restored, boxes(), boxes(), fmt)
+
+
+_PARTS = ("TrainGraph.model.gate", "TrainGraph.model.t_a", "TrainGraph.model.t_b")
+
+
+def _flops(s: _Setup, seed: int) -> dict:
+    """The step's forward FLOPs per image and the translator's share (no graph is kept)."""
+    lam_gen = torch.Generator(device=s.lq.device).manual_seed(seed)
+    with torch.no_grad():
+        args = (s.lq, s.restored, s.hq, s.targets_lq, s.targets_hq, lam_gen)
+        flops = forward_flops(s.graph, *args, parts=_PARTS)
+    return {
+        "gflop_fwd": round(flops["total"] / s.lq.shape[0] / 1e9, 2),
+        "translator_share": round(sum(flops[p] for p in _PARTS) / flops["total"], 3),
+    }
+
+
+def step_flops(cfg: BenchConfig, device: torch.device | str = "cpu", seed: int = 0) -> dict:
+    """``gflop_fwd`` (per image) and ``translator_share`` of ``cfg``'s step, without timing it.
+
+    The same for every speed option (checkpointing recomputes, but the step's forward is
+    the same); at 512 px this takes a CPU a minute or two, not a GPU.
+    """
+    return _flops(_setup(replace(cfg, compile=False), torch.device(device), seed), seed)
+
+
+def bench_train(cfg: BenchConfig, device: torch.device | str = "cpu", seed: int = 0) -> dict:
+    """Images/s and peak memory of ``cfg``'s training step; ``{"oom": True}`` when it does not fit."""
+    device = torch.device(device)
     result = asdict(cfg) | {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
-    model = det = opt = None
+    s = opt = None
     try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            det = FrozenDetector(cfg.detector, nc=cfg.nc, imgsz=cfg.size, device=device)
-        model = create_translator(cfg.translator, seed=seed, checkpoint=cfg.checkpoint).to(device)
-        if cfg.channels_last:
-            model.to(memory_format=torch.channels_last)
-        if cfg.compile:
-            model.compile_blocks()
-        restorer = freeze(AODNet().init_weights(gen)).to(device)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
-        graph = TrainGraph(model, det, LossConfig(), autocast=torch.bfloat16 if cfg.bf16 else None,
-                           checkpoint_detector=cfg.checkpoint_detector)  # fmt: skip
-        fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        shape = (cfg.batch, 3, cfg.size, cfg.size)
-        lq = torch.rand(shape, generator=gen).to(device).contiguous(memory_format=fmt)
-        hq = torch.rand(shape, generator=gen).to(device).contiguous(memory_format=fmt)
-        with torch.no_grad():
-            cached_r = restorer(lq).contiguous(memory_format=fmt)
-
-        def boxes() -> list[dict[str, torch.Tensor]]:
-            xy = torch.rand(cfg.batch, cfg.boxes, 2, generator=gen) * cfg.size * 0.7
-            wh = 16 + torch.rand(cfg.batch, cfg.boxes, 2, generator=gen) * cfg.size * 0.25
-            b = torch.cat([xy, (xy + wh).clamp(max=cfg.size)], 2)
-            cls = torch.randint(0, cfg.nc, (cfg.batch, cfg.boxes), generator=gen)
-            w = 0.5 + 0.5 * torch.rand(cfg.batch, cfg.boxes, generator=gen)
-            return [{"boxes": b[i].to(device), "classes": cls[i].to(device), "weights": w[i].to(device)}
-                    for i in range(cfg.batch)]  # fmt: skip
-
-        t_lq, t_hq = boxes(), boxes()
+        s = _setup(cfg, device, seed)
+        opt = torch.optim.AdamW(s.model.parameters(), lr=1e-4, weight_decay=1e-4)
         lam_gen = torch.Generator(device=device)
 
         def step(i: int, saved: SavedForBackward | None = None) -> None:
-            r = cached_r
+            r = s.restored
             if cfg.pipeline == "per_step":
                 with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=cfg.bf16):
-                    r = restorer(lq).contiguous(memory_format=fmt)
-                    det.predict(lq), det.predict(r), det.predict(hq)
+                    r = s.restorer(s.lq).contiguous(memory_format=s.fmt)
+                    s.detector.predict(s.lq), s.detector.predict(r), s.detector.predict(s.hq)
             lam_gen.manual_seed(seed + i)
             with saved or SavedForBackward(enabled=False):
-                out = graph(lq, r, hq, t_lq, t_hq, lam_gen)
+                out = s.graph(s.lq, r, s.hq, s.targets_lq, s.targets_hq, lam_gen)
             opt.zero_grad(set_to_none=True)
             out["total"].backward()
             opt.step()
@@ -207,10 +270,12 @@ def bench_train(cfg: BenchConfig, device: torch.device | str = "cpu", seed: int 
         }
         if device.type == "cuda":
             result["peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
-        # One more step, untimed: what autograd keeps for the backward, and the peak of the
-        # tensors the step allocates. Not under torch.compile: its graphs would be traced again
-        # under these hooks, and saved-tensor hooks are not reliable with compiled autograd.
+        # Untimed, not under torch.compile (its graphs would be traced again under these modes
+        # and hooks, and saved-tensor hooks are not reliable with compiled autograd; inductor's
+        # kernels bypass the FLOP counter): the forward's FLOPs, then one more step measuring
+        # what autograd keeps for the backward and the peak of the tensors the step allocates.
         if not cfg.compile:
+            result |= _flops(s, seed)
             saved = SavedForBackward()
             with TensorMemory() as mem:
                 step(cfg.warmup + cfg.steps, saved)
@@ -234,20 +299,25 @@ def suite(device: torch.device | str, quick: bool = False) -> list[BenchConfig]:
     """The configurations ``vat bench train`` measures, in one run so their ratios hold.
 
     GPU: 512 px, batch 4, width 16: plain eager fp32 (cached and per-step), bf16 +
-    channels_last, + compile (fast mode), + checkpointing of the translator's blocks, + of
-    D's forward too (memory mode), memory mode + compile; width 48 in memory mode, without
-    and with compile; then the largest batch that fits (``vat bench train --largest``).
-    CPU (or ``quick``): the same switches at 128 px, batch 2, width 4, without compile.
+    channels_last, + D's BatchNorms folded (the fast mode's base), + compile (fast mode),
+    + checkpointing of the translator's blocks, + of D's layers too (memory mode), memory
+    mode + compile; width 48 in memory mode, without and with compile; the released
+    network's depth (``vat-release``, ``vat-release-w48``: a quarter of the FLOPs) in fast
+    mode + compile and memory mode (+ compile); then the largest batch that fits (``vat
+    bench train --largest``). CPU (or ``quick``): the same switches at 128 px, batch 2,
+    width 4, without compile.
     """
-    fast = {"bf16": True, "channels_last": True}
+    bf16 = {"bf16": True, "channels_last": True}
+    fast = bf16 | {"fold_batchnorm": True}
     memory = {"checkpoint": True, "checkpoint_detector": True}
     if torch.device(device).type != "cuda" or quick:
         base = BenchConfig(translator="vat-w4", size=128, batch=2, detector="yolov8n.yaml", steps=6, warmup=2)
-        variants = [{"pipeline": "per_step"}, fast, {"checkpoint": True}, memory]
+        variants = [{"pipeline": "per_step"}, bf16, fast, {"checkpoint": True}, memory]
         return [base] + [BenchConfig(**asdict(base) | v) for v in variants]
     base = BenchConfig()
     variants = [
         {"pipeline": "per_step"},
+        bf16,
         fast,
         fast | {"compile": True},
         fast | {"checkpoint": True},
@@ -255,8 +325,11 @@ def suite(device: torch.device | str, quick: bool = False) -> list[BenchConfig]:
         fast | memory | {"compile": True},
     ]
     w48 = asdict(base) | fast | memory | {"translator": "vat-w48"}
+    release = asdict(base) | fast | {"translator": "vat-release"}
     return (
         [base]
         + [BenchConfig(**asdict(base) | v) for v in variants]
         + [BenchConfig(**w48), BenchConfig(**w48 | {"compile": True})]
+        + [BenchConfig(**release | v) for v in ({"compile": True}, memory, memory | {"compile": True})]
+        + [BenchConfig(**w48 | {"translator": "vat-release-w48"})]
     )

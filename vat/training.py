@@ -335,7 +335,10 @@ class TrainGraph(nn.Module):
     ``state_dict`` see the translator only. ``checkpoint_detector``: D's forward inside the
     loss keeps only its input and is run again in backward (one more D forward per step for
     D's activations, the largest part of a step's memory once the translator's blocks are
-    checkpointed); outputs and gradients are unchanged.
+    checkpointed); outputs and gradients are unchanged. ``fold_batchnorm``: a detector's
+    BatchNorms are folded into its convolutions (:meth:`FrozenDetector.fold_batchnorm`; in place,
+    so D's predictions elsewhere in the run use the folded D too): the same up to float rounding,
+    one kernel and one saved tensor less per layer. Classifiers are left as they are.
     """
 
     def __init__(
@@ -347,6 +350,7 @@ class TrainGraph(nn.Module):
         shard: slice | None = None,
         autocast: torch.dtype | None = None,
         checkpoint_detector: bool = False,
+        fold_batchnorm: bool = False,
     ) -> None:
         from vat.models.classifier import FrozenClassifier
 
@@ -359,6 +363,8 @@ class TrainGraph(nn.Module):
         self.shard = shard
         self.autocast = autocast
         self.checkpoint_detector = checkpoint_detector  # D's forward recomputed in backward (less memory)
+        if fold_batchnorm and hasattr(detector, "fold_batchnorm"):  # a detector's, in place, for good
+            detector.fold_batchnorm()
 
     def forward(self, lq, restored, hq, targets_lq, targets_hq, generator):
         device_type = lq.device.type

@@ -413,6 +413,30 @@ class FrozenDetector(nn.Module):
         """Ignore ``mode``: D stays in eval mode so its BatchNorm statistics never move."""
         return super().train(False)
 
+    def fold_batchnorm(self) -> int:
+        """Fold every BatchNorm into the convolution before it; returns how many were folded.
+
+        D is frozen in eval mode, so each ``BN(conv(x))`` is an affine map of the conv's output
+        and one convolution with scaled weights and a bias computes it (ultralytics'
+        ``fuse_conv_and_bn``). Outputs and input gradients are the same up to float rounding;
+        a step through D runs one kernel less per layer and autograd keeps one tensor less per
+        layer (BatchNorm's input). Unlike ultralytics' ``BaseModel.fuse`` it prints nothing
+        and leaves the head's branches alone (the loss reads them). In place, for good.
+        """
+        from ultralytics.nn.modules import Conv, Conv2
+        from ultralytics.utils.torch_utils import fuse_conv_and_bn
+
+        folded = 0
+        for m in self.model.modules():
+            if isinstance(m, Conv) and hasattr(m, "bn"):
+                if isinstance(m, Conv2):  # its parallel 1x1 branch first joins the 3x3 conv
+                    m.fuse_convs()
+                m.conv = fuse_conv_and_bn(m.conv, m.bn)
+                delattr(m, "bn")
+                m.forward = m.forward_fuse
+                folded += 1
+        return folded
+
     @property
     def nc(self) -> int:
         return len(self.names)
