@@ -4,11 +4,13 @@ Usage: python3 scripts/device_quick.py OUT_JSON
 Rows, most wanted first (a short device session keeps what it measured: the JSON is
 rewritten after every row). The targets' reference numbers were taken on the released
 network's depth (vat-release, README "Speed"), so first its fast mode + compile (35 img/s),
-its blocks' checkpointing + compile and its memory mode + compile (25 img/s within 6 GiB);
-then the memory mode (checkpointing of the translator's blocks and of D's layers, bf16 +
-channels_last) of vat-w16, vat-release-w48 and vat-w48 (6 and 16 GiB); then vat-w16 fast +
-memory + compile, and plain vat-release and its memory mode without compile for the ratios;
-last, vat-release without D's BatchNorms folded (the session-2 fast mode), + compile.
+its memory mode + compile and its blocks' checkpointing + compile (25 img/s within 6 GiB),
+and its fast mode + compile without channels_last (never measured); then the memory mode
+(checkpointing of the translator's blocks and of D's layers, bf16 + channels_last) of
+vat-w16, vat-release-w48 and vat-w48 (6 and 16 GiB); then vat-w16 fast + memory + compile,
+vat-w16 fast + compile without channels_last, plain vat-release and its memory mode
+without compile for the ratios; last, vat-release without D's BatchNorms folded (the
+session-2 fast mode), without and with compile.
 """
 
 import json
@@ -23,14 +25,17 @@ fast = {"bf16": True, "channels_last": True, "fold_batchnorm": True}
 memory = {"checkpoint": True, "checkpoint_detector": True}
 w16 = BenchConfig(steps=6, warmup=2)
 release_depth = replace(w16, translator="vat-release", steps=8)
+no_cl = fast | {"channels_last": False}  # depthwise convs may run faster in NCHW: never measured
 rows = [
     replace(release_depth, **fast, compile=True),
-    replace(release_depth, **fast, checkpoint=True, compile=True),
     replace(release_depth, **fast, **memory, compile=True),
+    replace(release_depth, **fast, checkpoint=True, compile=True),
+    replace(release_depth, **no_cl, compile=True),
     replace(w16, **fast, **memory),
     replace(w16, translator="vat-release-w48", **fast, **memory),
     replace(w16, translator="vat-w48", **fast, **memory),
     replace(w16, **fast, **memory, compile=True),
+    replace(w16, **no_cl, compile=True),
     release_depth,
     replace(release_depth, **fast, **memory),
     replace(release_depth, bf16=True, channels_last=True),  # the same without D's BatchNorms folded

@@ -58,7 +58,7 @@ from stages._ui import Track, console, friendly_errors, no_track, rich_track
 from vat.config import CommonParams, load_common, load_section
 from vat.datasets import resolve_device
 from vat.errors import DataError, ParamsError, VatError
-from vat.io import atomic_dir, atomic_path, save_png, write_json
+from vat.io import atomic_dir, save_png, save_torch, write_json
 from vat.seeding import item_seed
 
 PSEUDOLABELS = Path("data/pseudolabel")
@@ -366,8 +366,7 @@ def _loop(common, params, speed, data, spe, detector, model, val, classes, fp, d
             "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "history": history, "val": vals,
             "best": best, "best_state": best_state, "seconds": seconds,
         }  # fmt: skip
-        with atomic_path(state_path) as tmp:
-            torch.save(payload, tmp)
+        save_torch(payload, state_path)
 
     running: dict[str, list[float]] = {}
     t_mark = time.perf_counter()

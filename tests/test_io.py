@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from vat.errors import DataError
-from vat.io import atomic_dir, atomic_path, load_rgb, save_png
+from vat.io import atomic_dir, atomic_path, load_rgb, save_png, save_torch
 
 
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):
@@ -99,3 +99,16 @@ def test_load_rgb_applies_exif_rotation(tmp_path):
     assert out.shape == (20, 10, 3)
     assert out[0, -1].mean() > 128  # marker moved to the top-right
     assert load_rgb(tmp_path / "r.jpg", exif=False).shape == (10, 20, 3)
+
+
+def test_save_torch_writes_the_same_bytes_for_the_same_object(tmp_path):
+    """DVC compares outputs by hash: a rerun stage that saves equal weights must not look changed."""
+    import torch
+
+    obj = {"state_dict": {"w": torch.arange(6.0).reshape(2, 3)}, "meta": {"step": 3}}
+    a, b = tmp_path / "a.pt", tmp_path / "sub" / "b.pt"
+    save_torch(obj, a)
+    save_torch(obj, b)
+    assert a.read_bytes() == b.read_bytes()
+    assert torch.equal(torch.load(b, weights_only=True)["state_dict"]["w"], obj["state_dict"]["w"])
+    assert {p.name for p in tmp_path.rglob("*")} == {"a.pt", "sub", "b.pt"}  # no temporary file left

@@ -68,6 +68,20 @@ def save_npy(array: np.ndarray, path: str | Path) -> None:
             np.save(f, array)
 
 
+def save_torch(obj: object, path: str | Path) -> None:
+    """``torch.save(obj)`` to ``path`` atomically, with the same bytes for the same ``obj``.
+
+    Saved to a path, torch names the archive's inner folder after the file, here a random
+    temporary name: equal checkpoints would differ in bytes, and DVC would rerun every stage
+    after a rerun one. Through a file object the folder is always ``archive``.
+    """
+    import torch
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+
+
 def load_npy(path: str | Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)

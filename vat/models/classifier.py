@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from vat.datasets import as_float_images
 from vat.errors import DataError, ParamsError
-from vat.io import atomic_path
+from vat.io import save_torch
 
 __all__ = [
     "Classifications",
@@ -483,8 +483,7 @@ def save_small_cnn(
         "classes": list(classes),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_torch(payload, path)
 
 
 def load_small_cnn(path: str | Path) -> tuple[SmallCNN, list[str], dict[str, Any]]:

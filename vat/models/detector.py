@@ -59,7 +59,7 @@ from ultralytics.utils.tal import TaskAlignedAssigner, make_anchors
 # ultralytics is imported above).
 from vat.datasets import as_float_images
 from vat.errors import DataError
-from vat.io import atomic_path
+from vat.io import save_torch
 
 __all__ = [
     "Detections",
@@ -331,8 +331,7 @@ def save_detector(det: FrozenDetector | DetectionModel, path: str | Path, imgsz:
     cw = getattr(model, "class_weights", None)
     if cw is not None:
         ckpt["class_weights"] = torch.as_tensor(cw).detach().cpu()
-    with atomic_path(path) as tmp:
-        torch.save(ckpt, tmp)
+    save_torch(ckpt, path)
 
 
 def _arg(args: Any, key: str) -> Any:

@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vat.errors import DataError, ParamsError
-from vat.io import atomic_path, load_rgb, to_float, to_uint8
+from vat.io import load_rgb, save_torch, to_float, to_uint8
 
 __all__ = [
     "AODNet",
@@ -797,8 +797,7 @@ def save_checkpoint(model: nn.Module, arch: str, config: Mapping[str, Any], path
     _check_plain(config, "config")
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save({"arch": arch, "config": config, "state_dict": state}, tmp)
+    save_torch({"arch": arch, "config": config, "state_dict": state}, path)
     return path
 
 

@@ -515,15 +515,15 @@ def save_translator(
     ``meta``: plain types only (str, numbers, bools, lists, dicts), e.g. the epoch, the val
     score and the restorer the translator was trained behind; :func:`load_translator` reads it.
     """
-    from vat.io import atomic_path
+    from vat.io import save_torch
 
     state = model.state_dict() if with_t_b else model.inference_state_dict()
     state = {k: v.detach().cpu().clone() for k, v in state.items()}
     config = replace(model.config, checkpoint=False).to_dict()
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save({"format": TRANSLATOR_FORMAT, "config": config, "state_dict": state,
-                    "meta": dict(meta or {})}, tmp)  # fmt: skip
+    save_torch(
+        {"format": TRANSLATOR_FORMAT, "config": config, "state_dict": state, "meta": dict(meta or {})}, path
+    )
     return path
 
 
