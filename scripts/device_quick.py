@@ -19,25 +19,23 @@ from dataclasses import asdict, replace
 
 import torch
 
-from vat.bench_train import BenchConfig, bench_train, release
+from vat.bench_train import FAST, MEMORY, BenchConfig, bench_train, release
 
-fast = {"bf16": True, "channels_last": True, "fold_batchnorm": True}
-memory = {"checkpoint": True, "checkpoint_detector": True}
 w16 = BenchConfig(steps=6, warmup=2)
 release_depth = replace(w16, translator="vat-release", steps=8)
-no_cl = fast | {"channels_last": False}  # depthwise convs may run faster in NCHW: never measured
+no_cl = FAST | {"channels_last": False}  # depthwise convs may run faster in NCHW: never measured
 rows = [
-    replace(release_depth, **fast, compile=True),
-    replace(release_depth, **fast, **memory, compile=True),
-    replace(release_depth, **fast, checkpoint=True, compile=True),
+    replace(release_depth, **FAST, compile=True),
+    replace(release_depth, **FAST, **MEMORY, compile=True),
+    replace(release_depth, **FAST, checkpoint=True, compile=True),
     replace(release_depth, **no_cl, compile=True),
-    replace(w16, **fast, **memory),
-    replace(w16, translator="vat-release-w48", **fast, **memory),
-    replace(w16, translator="vat-w48", **fast, **memory),
-    replace(w16, **fast, **memory, compile=True),
+    replace(w16, **FAST, **MEMORY),
+    replace(w16, translator="vat-release-w48", **FAST, **MEMORY),
+    replace(w16, translator="vat-w48", **FAST, **MEMORY),
+    replace(w16, **FAST, **MEMORY, compile=True),
     replace(w16, **no_cl, compile=True),
     release_depth,
-    replace(release_depth, **fast, **memory),
+    replace(release_depth, **FAST, **MEMORY),
     replace(release_depth, bf16=True, channels_last=True),  # the same without D's BatchNorms folded
     replace(release_depth, bf16=True, channels_last=True, compile=True),
 ]

@@ -18,12 +18,12 @@ import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from vat.bench_train import BenchConfig, bench_train
+from vat.bench_train import MEMORY, BenchConfig, bench_train
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "reports/bench")
 only = set(sys.argv[2:])
 base = BenchConfig(batch=4, bf16=True, steps=1, warmup=0)
-blocks, both = {"checkpoint": True}, {"checkpoint": True, "checkpoint_detector": True}
+blocks, both = {"checkpoint": True}, MEMORY
 cases = [
     *(replace(base, translator="vat-w16", size=s, **opts) for s in (128, 256) for opts in (blocks, both)),
     *(replace(base, translator="vat-w48", size=128, **opts) for opts in (blocks, both)),

@@ -204,7 +204,7 @@ def train_command(
     """
     from dataclasses import asdict, replace
 
-    from vat.bench_train import BenchConfig, bench_train, release, suite
+    from vat.bench_train import FAST, MEMORY, BenchConfig, bench_train, release, suite
     from vat.datasets import resolve_device
 
     dev = resolve_device(device)
@@ -232,8 +232,7 @@ def train_command(
         release(dev)
         record(row)
     if largest and dev.type == "cuda" and not quick:
-        fast = {"bf16": True, "channels_last": True, "fold_batchnorm": True}
-        mem = BenchConfig(**asdict(BenchConfig()) | fast | {"checkpoint": True, "checkpoint_detector": True})
+        mem = BenchConfig(**asdict(BenchConfig()) | FAST | MEMORY)
         batch = 8
         while batch <= 512:
             row = bench_train(replace(mem, batch=batch, steps=5, warmup=2), dev)

@@ -33,7 +33,22 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["BenchConfig", "SavedForBackward", "TensorMemory", "bench_train", "forward_flops", "step_flops"]
+__all__ = [
+    "FAST",
+    "MEMORY",
+    "BenchConfig",
+    "SavedForBackward",
+    "TensorMemory",
+    "bench_train",
+    "forward_flops",
+    "step_flops",
+]
+
+# The speed options as BenchConfig fields: the fast mode, and the memory mode (the translator's
+# blocks and D's layers checkpointed); the suite, ``vat bench train --largest`` and the
+# scripts under scripts/ combine these.
+FAST = {"bf16": True, "channels_last": True, "fold_batchnorm": True}
+MEMORY = {"checkpoint": True, "checkpoint_detector": True}
 
 
 @dataclass(frozen=True)
@@ -307,29 +322,27 @@ def suite(device: torch.device | str, quick: bool = False) -> list[BenchConfig]:
     bench train --largest``). CPU (or ``quick``): the same switches at 128 px, batch 2,
     width 4, without compile.
     """
-    bf16 = {"bf16": True, "channels_last": True}
-    fast = bf16 | {"fold_batchnorm": True}
-    memory = {"checkpoint": True, "checkpoint_detector": True}
+    bf16 = {"bf16": True, "channels_last": True}  # the fast mode without D's BatchNorms folded
     if torch.device(device).type != "cuda" or quick:
         base = BenchConfig(translator="vat-w4", size=128, batch=2, detector="yolov8n.yaml", steps=6, warmup=2)
-        variants = [{"pipeline": "per_step"}, bf16, fast, {"checkpoint": True}, memory]
+        variants = [{"pipeline": "per_step"}, bf16, FAST, {"checkpoint": True}, MEMORY]
         return [base] + [BenchConfig(**asdict(base) | v) for v in variants]
     base = BenchConfig()
     variants = [
         {"pipeline": "per_step"},
         bf16,
-        fast,
-        fast | {"compile": True},
-        fast | {"checkpoint": True},
-        fast | memory,
-        fast | memory | {"compile": True},
+        FAST,
+        FAST | {"compile": True},
+        FAST | {"checkpoint": True},
+        FAST | MEMORY,
+        FAST | MEMORY | {"compile": True},
     ]
-    w48 = asdict(base) | fast | memory | {"translator": "vat-w48"}
-    release = asdict(base) | fast | {"translator": "vat-release"}
+    w48 = asdict(base) | FAST | MEMORY | {"translator": "vat-w48"}
+    release = asdict(base) | FAST | {"translator": "vat-release"}
     return (
         [base]
         + [BenchConfig(**asdict(base) | v) for v in variants]
         + [BenchConfig(**w48), BenchConfig(**w48 | {"compile": True})]
-        + [BenchConfig(**release | v) for v in ({"compile": True}, memory, memory | {"compile": True})]
+        + [BenchConfig(**release | v) for v in ({"compile": True}, MEMORY, MEMORY | {"compile": True})]
         + [BenchConfig(**w48 | {"translator": "vat-release-w48"})]
     )
