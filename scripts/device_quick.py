@@ -9,8 +9,8 @@ and its fast mode + compile without channels_last (never measured); then the mem
 (checkpointing of the translator's blocks and of D's layers, bf16 + channels_last) of
 vat-w16, vat-release-w48 and vat-w48 (6 and 16 GiB); then vat-w16 fast + memory + compile,
 vat-w16 fast + compile without channels_last, plain vat-release and its memory mode
-without compile for the ratios; last, vat-release without D's BatchNorms folded (the
-session-2 fast mode), without and with compile.
+without compile for the ratios; last, vat-release without one D forward for the loss terms,
+then also without D's BatchNorms folded (the session-2 fast mode), with compile.
 """
 
 import json
@@ -36,8 +36,8 @@ rows = [
     replace(w16, **no_cl, compile=True),
     release_depth,
     replace(release_depth, **FAST, **MEMORY),
-    replace(release_depth, bf16=True, channels_last=True),  # the same without D's BatchNorms folded
-    replace(release_depth, bf16=True, channels_last=True, compile=True),
+    replace(release_depth, **FAST, one_detector_pass=False, compile=True),  # D's loss calls apart
+    replace(release_depth, bf16=True, channels_last=True, compile=True),  # + D's BatchNorms not folded
 ]
 out = {"device": torch.cuda.get_device_name(0), "rows": []}
 for cfg in rows:
@@ -56,6 +56,7 @@ for cfg in rows:
                     "batch",
                     "bf16",
                     "fold_batchnorm",
+                    "one_detector_pass",
                     "checkpoint",
                     "checkpoint_detector",
                     "compile",

@@ -145,7 +145,10 @@ def nuq_command(
     console.print(f"nuq: {result} -> {out}")
 
 
-SPEED_OPTIONS = ("bf16", "channels_last", "fold_batchnorm", "compile", "checkpoint", "checkpoint_detector")
+SPEED_OPTIONS = (
+    "bf16", "channels_last", "fold_batchnorm", "one_detector_pass",
+    "compile", "checkpoint", "checkpoint_detector",
+)  # fmt: skip
 
 
 def _label(row: dict) -> str:

@@ -134,6 +134,7 @@ class Speed:
     checkpoint: bool = False  # activation checkpointing of every transformer block (less memory)
     checkpoint_detector: bool = False  # D's forward in the loss recomputed in backward (less memory)
     fold_batchnorm: bool | None = None  # fold D's BatchNorms into its convs (detectors); None: on CUDA only
+    one_detector_pass: bool | None = None  # the loss terms share one D forward; None: on CUDA only
 
     def resolve(self, device: torch.device) -> Speed:
         cuda = device.type == "cuda"
@@ -142,6 +143,7 @@ class Speed:
             bf16=cuda if self.bf16 is None else self.bf16,
             channels_last=cuda if self.channels_last is None else self.channels_last,
             fold_batchnorm=cuda if self.fold_batchnorm is None else self.fold_batchnorm,
+            one_detector_pass=cuda if self.one_detector_pass is None else self.one_detector_pass,
         )
 
 
@@ -350,7 +352,7 @@ def _loop(common, params, speed, data, spe, detector, model, val, classes, fp, d
     shard = dist.shard(params.batch)
     graph = TrainGraph(model, detector, params.loss_config(), dist.all_gather_cat if world > 1 else None,
                        shard if world > 1 else None, torch.bfloat16 if speed.bf16 else None,
-                       speed.checkpoint_detector, speed.fold_batchnorm)  # fmt: skip
+                       speed.checkpoint_detector, speed.fold_batchnorm, speed.one_detector_pass)  # fmt: skip
     step_fn = graph
     if world > 1:
         step_fn = torch.nn.parallel.DistributedDataParallel(
@@ -616,6 +618,11 @@ def command(
         "--fold-batchnorm/--no-fold-batchnorm",
         help="fold D's BatchNorms into its convs (default: on CUDA)",
     ),
+    one_detector_pass: bool | None = typer.Option(
+        None,
+        "--one-detector-pass/--no-one-detector-pass",
+        help="the loss terms' D calls as one forward (default: on CUDA)",
+    ),
     fresh: bool = typer.Option(False, "--fresh", help="ignore a resumable state in data/train.resume"),
 ) -> None:
     """Train the VaT translator without labels on cached restorations and pseudo-labels.
@@ -627,7 +634,9 @@ def command(
     """
     common = load_common(params_file)
     params = load_section(TrainParams, "train", params_file)
-    speed = Speed(bf16, channels_last, compile, checkpoint, checkpoint_detector, fold_batchnorm)
+    speed = Speed(
+        bf16, channels_last, compile, checkpoint, checkpoint_detector, fold_batchnorm, one_detector_pass
+    )  # fmt: skip
     m = run(
         common,
         params,

@@ -1,5 +1,7 @@
 """vat bench train's step: the per-step pipeline really reruns R and D; numbers are reported, not asserted."""
 
+from dataclasses import replace
+
 import torch
 
 from vat.bench_train import BenchConfig, SavedForBackward, TensorMemory, bench_train, forward_flops, suite
@@ -41,6 +43,9 @@ def test_cpu_suite_covers_each_option_once():
     assert any(r.checkpoint for r in rows) and any(r.bf16 and r.channels_last for r in rows)
     assert any(r.checkpoint and r.checkpoint_detector for r in rows)
     assert any(r.fold_batchnorm for r in rows) and len(set(rows)) == len(rows)
+    # each fast-mode option has a row of its own: FAST with one D forward, and the same without
+    assert any(r.one_detector_pass for r in rows)
+    assert any(replace(r, one_detector_pass=False) in rows for r in rows if r.one_detector_pass)
     assert not any(r.compile for r in rows)  # compiling takes minutes on a 2-core CPU
     gpu = suite(torch.device("cuda"))
     assert {r.translator for r in gpu} == {"vat-w16", "vat-w48", "vat-release", "vat-release-w48"}

@@ -90,6 +90,34 @@ def test_checkpointed_forward_gives_the_same_loss_and_gradient(kind, clip, monke
     assert torch.equal(l0, l1) and torch.allclose(g0, g1, rtol=1e-5, atol=1e-9)
 
 
+@pytest.mark.parametrize("kind", ["clip", "torch"])
+def test_losses_of_several_calls_run_one_forward_and_equal_separate_calls(kind, clip, monkeypatch):
+    clf = clip if kind == "clip" else torch_classifier()
+    gen = torch.Generator().manual_seed(3)
+    soft = [torch.softmax(torch.randn(b, len(CLASSES), generator=gen), -1) for b in (3, 2)]
+    weights = torch.tensor([0.5, 0.0, 1.0])
+    x1, x2 = rand_images(3, seed=1), rand_images(2, seed=2)
+    separate = []
+    for x, y, w in ((x1, soft[0], weights), (x2, soft[1], None)):
+        x = x.clone().requires_grad_(True)
+        loss = clf.loss(x, y, w)
+        loss.backward()
+        separate.append((loss.detach(), x.grad))
+    calls = []
+    forward = clf._forward
+    monkeypatch.setattr(clf, "_forward", lambda x: calls.append(x.shape[0]) or forward(x))
+    a, b = x1.clone().requires_grad_(True), x2.clone().requires_grad_(True)
+    got = clf.losses([(a, soft[0], weights), (b, soft[1])])
+    assert calls == [5]
+    sum(got).backward()
+    for (loss, grad), lo, x in zip(separate, got, (a, b), strict=True):
+        torch.testing.assert_close(lo.detach(), loss, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(x.grad, grad, rtol=1e-4, atol=1e-8)
+    calls.clear()
+    clf.losses([(x1, soft[0]), (rand_images(2, size=32), soft[1])])  # different sizes: one forward each
+    assert calls == [3, 2]
+
+
 def test_batchnorm_statistics_never_move():
     clf = torch_classifier()
     parent = nn.ModuleDict({"translator": nn.Conv2d(3, 3, 1), "d": clf})

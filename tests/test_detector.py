@@ -141,6 +141,34 @@ def test_folded_batchnorm_gives_the_same_loss_gradient_and_boxes_and_keeps_less(
     assert d.fold_batchnorm() == 0  # nothing left to fold
 
 
+@pytest.mark.parametrize("yaml", ["yolov8n.yaml", "yolov3-tinyu.yaml"])
+def test_losses_of_several_calls_run_one_forward_and_equal_separate_calls(yaml):
+    d = _make(yaml)
+    x1, x2 = _images(seed=1), _images(3, seed=2)
+    empty = {"boxes": torch.zeros(0, 4), "classes": torch.zeros(0, dtype=torch.long)}
+    t2 = [_targets(w_b=0.4)[0], _targets()[1], empty]
+    bw = torch.tensor([0.5, 1.0, 0.25])  # box_weights of the first call (3 boxes)
+    separate = [_loss_and_grad(d, x1, _targets(), box_weights=bw), _loss_and_grad(d, x2, t2)]
+    calls = []
+    hook = d.model.model[0].register_forward_pre_hook(lambda _m, inp: calls.append(inp[0].shape[0]))
+    try:
+        a, b = x1.clone().requires_grad_(True), x2.clone().requires_grad_(True)
+        (l1, p1), (l2, p2) = d.losses([(a, _targets(), bw), (b, t2)])
+    finally:
+        hook.remove()
+    assert calls == [5]  # one forward over both calls' images
+    (l1 + l2).backward()
+    for (total, parts, grad), (lo, pa, x) in zip(separate, [(l1, p1, a), (l2, p2, b)], strict=True):
+        torch.testing.assert_close(lo.detach(), total, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(pa, parts, rtol=1e-5, atol=1e-6)
+        assert float((x.grad - grad).norm()) < 1e-4 * float(grad.norm())
+    # each call is normalised on its own: not the loss of the five images as one batch
+    joint, _ = d.loss(torch.cat([x1, x2]), _targets() + t2)
+    assert not torch.allclose(joint, separate[0][0] + separate[1][0], rtol=1e-3)
+    with pytest.raises(ValueError, match="2 targets for a batch of 3"):
+        d.losses([(x1, _targets()), (x2, _targets())])
+
+
 def test_batchnorm_statistics_never_move(det):
     before = _bn_buffers(det)
     assert before  # the model has BatchNorm layers to watch

@@ -396,6 +396,39 @@ def test_gate_flow_feeds_the_mix_straight_into_d(det):
     assert gate.w.grad is not None and gate.w.grad.abs() > 0
 
 
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        LossConfig(),
+        LossConfig(gate_flow=True),
+        LossConfig(mixup="none"),
+        LossConfig(use_cycle=False, mixup="plain"),
+    ],
+)
+def test_one_detector_pass_gives_the_same_terms_and_gradients(det, cfg):
+    forwards = []
+    hook = det.model.model[0].register_forward_pre_hook(lambda *_: forwards.append(1))
+    results = []
+    try:
+        for one_pass in (False, True):
+            t_a, t_b = Tiny(1), Tiny(2)
+            forwards.clear()
+            out = _run(det, cfg, t_a=t_a, t_b=t_b, one_pass=one_pass)
+            out["total"].backward()
+            results.append((out, len(forwards), [p.grad for p in t_a.parameters()]))
+    finally:
+        hook.remove()
+    (sep, n_sep, g_sep), (one, n_one, g_one) = results
+    assert n_sep == 2 + cfg.gate_flow and n_one == 1  # clean, mix (and gate flow) terms: one D forward
+    for k in ("total", "cycle", "mle_clean", "mle_mix", "mle_gate", "lam"):
+        torch.testing.assert_close(one[k], sep[k], rtol=1e-5, atol=1e-6, msg=k)
+    for a, b in zip(g_one, g_sep, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    # one term left (no clean image with a pseudo-box): nothing to share, the plain call
+    alone = _run(det, cfg, hq=[_hq(first=False)[0]] * 2, one_pass=True)
+    assert alone["mle_clean"].item() == 0 and alone["mle_mix"].item() > 0
+
+
 def test_images_without_pseudo_boxes_count_in_the_cycle_only(det):
     t_a, i_f, i_hq = Tiny(1), _images(seed=1), _images(seed=2)
     lq, hq = _lq(second=False), _hq(first=False)  # degraded image 1 and clean image 0 have no box

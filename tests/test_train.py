@@ -217,7 +217,7 @@ def _one_step_grads(base, **speed):
     det = lively_detector(nc=5, imgsz=64)
     graph = TrainGraph(model, det, PARAMS.loss_config(), autocast=torch.bfloat16 if s.bf16 else None,
                        checkpoint_detector=s.checkpoint_detector,
-                       fold_batchnorm=s.fold_batchnorm)  # fmt: skip
+                       fold_batchnorm=s.fold_batchnorm, one_detector_pass=s.one_detector_pass)  # fmt: skip
     b = make_batch(data, 0, 2, 32, COMMON.seed)
     dev = torch.device("cpu")
     lq, r, hq = (to_float(x, dev, s.channels_last) for x in (b.lq, b.restored, b.hq))
@@ -233,6 +233,7 @@ def test_speed_options_do_not_change_results_beyond_bf16_rounding(base):
         ({"checkpoint": True}, 1e-6),
         ({"checkpoint": True, "checkpoint_detector": True}, 1e-6),
         ({"fold_batchnorm": True}, 1e-5),
+        ({"one_detector_pass": True}, 1e-5),
         ({"channels_last": True}, 1e-4),
         ({"bf16": True}, 5e-2),
     ):

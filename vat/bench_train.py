@@ -47,7 +47,7 @@ __all__ = [
 # The speed options as BenchConfig fields: the fast mode, and the memory mode (the translator's
 # blocks and D's layers checkpointed); the suite, ``vat bench train --largest`` and the
 # scripts under scripts/ combine these.
-FAST = {"bf16": True, "channels_last": True, "fold_batchnorm": True}
+FAST = {"bf16": True, "channels_last": True, "fold_batchnorm": True, "one_detector_pass": True}
 MEMORY = {"checkpoint": True, "checkpoint_detector": True}
 
 
@@ -63,6 +63,7 @@ class BenchConfig:
     checkpoint: bool = False
     checkpoint_detector: bool = False
     fold_batchnorm: bool = False
+    one_detector_pass: bool = False
     detector: str = "yolov3u.yaml"
     nc: int = 20
     boxes: int = 4
@@ -198,8 +199,8 @@ def _setup(cfg: BenchConfig, device: torch.device, seed: int) -> _Setup:
         model.compile_blocks()
     restorer = freeze(AODNet().init_weights(gen)).to(device)
     graph = TrainGraph(model, det, LossConfig(), autocast=torch.bfloat16 if cfg.bf16 else None,
-                       checkpoint_detector=cfg.checkpoint_detector,
-                       fold_batchnorm=cfg.fold_batchnorm)  # fmt: skip
+                       checkpoint_detector=cfg.checkpoint_detector, fold_batchnorm=cfg.fold_batchnorm,
+                       one_detector_pass=cfg.one_detector_pass)  # fmt: skip
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     shape = (cfg.batch, 3, cfg.size, cfg.size)
     lq = torch.rand(shape, generator=gen).to(device).contiguous(memory_format=fmt)
@@ -314,7 +315,8 @@ def suite(device: torch.device | str, quick: bool = False) -> list[BenchConfig]:
     """The configurations ``vat bench train`` measures, in one run so their ratios hold.
 
     GPU: 512 px, batch 4, width 16: plain eager fp32 (cached and per-step), bf16 +
-    channels_last, + D's BatchNorms folded (the fast mode's base), + compile (fast mode),
+    channels_last, + D's BatchNorms folded, + one D forward for the loss terms (the fast
+    mode's base), + compile (fast mode),
     + checkpointing of the translator's blocks, + of D's layers too (memory mode), memory
     mode + compile; width 48 in memory mode, without and with compile; the released
     network's depth (``vat-release``, ``vat-release-w48``: a quarter of the FLOPs) in fast
@@ -322,15 +324,17 @@ def suite(device: torch.device | str, quick: bool = False) -> list[BenchConfig]:
     bench train --largest``). CPU (or ``quick``): the same switches at 128 px, batch 2,
     width 4, without compile.
     """
-    bf16 = {"bf16": True, "channels_last": True}  # the fast mode without D's BatchNorms folded
+    bf16 = {"bf16": True, "channels_last": True}  # FAST without D's BatchNorms folded, D's calls apart
+    fold = bf16 | {"fold_batchnorm": True}  # FAST without one D forward for the loss terms
     if torch.device(device).type != "cuda" or quick:
         base = BenchConfig(translator="vat-w4", size=128, batch=2, detector="yolov8n.yaml", steps=6, warmup=2)
-        variants = [{"pipeline": "per_step"}, bf16, FAST, {"checkpoint": True}, MEMORY]
+        variants = [{"pipeline": "per_step"}, bf16, fold, FAST, {"checkpoint": True}, MEMORY]
         return [base] + [BenchConfig(**asdict(base) | v) for v in variants]
     base = BenchConfig()
     variants = [
         {"pipeline": "per_step"},
         bf16,
+        fold,
         FAST,
         FAST | {"compile": True},
         FAST | {"checkpoint": True},

@@ -357,6 +357,7 @@ class _Task(Protocol):
     def mix(self, i_f: Tensor, i_hq: Tensor, y_lq: Any, y_hq: Any, lam: Tensor) -> tuple[Tensor, Any]: ...
     def mix_labels(self, y_lq: Any, y_hq: Any, lam: Tensor) -> Any: ...
     def loss(self, images: Tensor, labels: Any) -> Tensor: ...
+    def losses(self, calls: list[tuple[Tensor, Any]]) -> list[Tensor]: ...
 
 
 class _Detection:
@@ -381,6 +382,9 @@ class _Detection:
 
     def loss(self, images: Tensor, labels: TargetList) -> Tensor:
         return self.detector.loss(images, list(labels))[0]
+
+    def losses(self, calls: list[tuple[Tensor, TargetList]]) -> list[Tensor]:
+        return [total for total, _ in self.detector.losses([(x, list(y)) for x, y in calls])]
 
 
 class _Classification:
@@ -407,6 +411,17 @@ class _Classification:
         y, w = labels
         return self.classifier.loss(images, y, w)
 
+    def losses(self, calls: list[tuple[Tensor, tuple[Tensor, Tensor]]]) -> list[Tensor]:
+        return self.classifier.losses([(x, y, w) for x, (y, w) in calls])
+
+
+def _task_losses(task: _Task, calls: dict[str, tuple[Tensor, Any]], one_pass: bool) -> dict[str, Tensor]:
+    """D's loss of each named ``(images, labels)`` call: one D forward for all of them with
+    ``one_pass`` (the same values up to float rounding, fewer and larger kernels), else one each."""
+    if one_pass and len(calls) > 1:
+        return dict(zip(calls, task.losses(list(calls.values())), strict=True))
+    return {name: task.loss(x, y) for name, (x, y) in calls.items()}
+
 
 def _vat(
     task: _Task,
@@ -423,12 +438,13 @@ def _vat(
     *,
     gather: Callable[[Tensor], Tensor] | None = None,
     shard: slice | None = None,
+    one_pass: bool = False,
 ) -> dict[str, Tensor]:
     if i_f.shape != i_hq.shape:
         raise ValueError(f"I_F {tuple(i_f.shape)} and I_HQ {tuple(i_hq.shape)} must have the same shape")
     if gather is not None:
         return _vat_sharded(
-            task, t_a, t_b, i_f, i_hq, y_lq, y_hq, keep_lq, keep_hq, cfg, generator, gather, shard
+            task, t_a, t_b, i_f, i_hq, y_lq, y_hq, keep_lq, keep_hq, cfg, generator, gather, shard, one_pass
         )
     b, dev = i_f.shape[0], i_f.device
     const0 = torch.zeros((), device=dev)
@@ -485,26 +501,32 @@ def _vat(
         def zero() -> Tensor:  # an empty term: 0 on the translator's (and gate's) graph
             return _graph_zero(t_a, i_f).to(dev)
 
+        calls: dict[str, tuple[Tensor, Any]] = {}
         # Clean term (Eq. 8, first): T_A(I_HQ) against Y_HQ, clean images with a pseudo-box only.
         if idx_hq.numel():
             y_clean = y_hq if cfg.clean_weights else task.unit(y_hq)
-            mle_clean = task.loss(outs["hq"], task.take(y_clean, idx_hq))
-        else:
-            mle_clean = zero()
+            calls["clean"] = (outs["hq"], task.take(y_clean, idx_hq))
         # Mix term (Eq. 8, second), pairs whose degraded image has a pseudo-box only.
         if idx_lq.numel():
             if cfg.mixup == "none" and cfg.use_cycle:
                 translated = _take(outs["f"], idx_lq)  # reuses the cycle term's T_A(I_F)
             else:
                 translated = outs["direct"]
-            mle_mix = task.loss(translated, labels)
+            calls["mix"] = (translated, labels)
             if cfg.gate_flow:
-                mle_gate = task.loss(direct, labels)
-        else:
-            mle_mix = zero()
-            if cfg.gate_flow:
-                mle_gate = zero()
+                calls["gate"] = (direct, labels)
+        mle_clean, mle_mix, mle_gate = _mle_terms(_task_losses(task, calls, one_pass), cfg, zero)
     return _result(cfg, cycle, mle_clean, mle_mix, mle_gate, lam)
+
+
+def _mle_terms(got: dict[str, Tensor], cfg: LossConfig, zero: Callable[[], Tensor]) -> tuple[Tensor, ...]:
+    """(clean, mix, gate) from the computed terms; a term without kept images is ``zero()``
+    (the gate term only with ``gate_flow``, else a constant 0)."""
+    clean = got["clean"] if "clean" in got else zero()
+    mix = got["mix"] if "mix" in got else zero()
+    if not cfg.gate_flow:
+        return clean, mix, torch.zeros((), device=mix.device)
+    return clean, mix, got["gate"] if "gate" in got else zero()
 
 
 def _result(
@@ -556,6 +578,7 @@ def _vat_sharded(
     generator: torch.Generator | None,
     gather: Callable[[Tensor], Tensor],
     shard: slice | None,
+    one_pass: bool = False,
 ) -> dict[str, Tensor]:
     """:func:`_vat` on this rank's images and the global batch's labels (see the module docstring).
 
@@ -590,13 +613,12 @@ def _vat_sharded(
                 )
             return out
 
+        calls: dict[str, tuple[Tensor, Any]] = {}
         # Clean term: T_A on every local clean image, gathered, then the kept ones.
         idx = keep_hq.nonzero().flatten()
         if idx.numel():
             y_clean = y_hq if cfg.clean_weights else task.unit(y_hq)
-            mle_clean = task.loss(_take(gathered(t_a(i_hq)), idx), task.take(y_clean, idx))
-        else:
-            mle_clean = zero()
+            calls["clean"] = (_take(gathered(t_a(i_hq)), idx), task.take(y_clean, idx))
         # Mix term: lam for the global batch (same generator state on every rank), this
         # rank's share mixes its images, the labels are mixed globally.
         if cfg.mixup != "none":
@@ -615,13 +637,10 @@ def _vat_sharded(
                 labels = task.mix_labels(y_lq, y_hq, lam)
                 translated = t_a(direct)
             labels = task.take(labels, idx)
-            mle_mix = task.loss(_take(gathered(translated), idx), labels)
+            calls["mix"] = (_take(gathered(translated), idx), labels)
             if cfg.gate_flow:
-                mle_gate = task.loss(_take(gathered(direct), idx), labels)
-        else:
-            mle_mix = zero()
-            if cfg.gate_flow:
-                mle_gate = zero()
+                calls["gate"] = (_take(gathered(direct), idx), labels)
+        mle_clean, mle_mix, mle_gate = _mle_terms(_task_losses(task, calls, one_pass), cfg, zero)
     return _result(cfg, cycle, mle_clean, mle_mix, mle_gate, lam)
 
 
@@ -640,6 +659,7 @@ def vat_loss(
     *,
     gather: Callable[[Tensor], Tensor] | None = None,
     shard: slice | None = None,
+    one_pass: bool = False,
 ) -> dict[str, Tensor]:
     """The VaT loss for detection, ``L = cycle_weight * L_cyc + mle_weight * L_mle``.
 
@@ -665,6 +685,10 @@ def vat_loss(
     ``total`` on every rank under DDP gives the gradient of one process on the global batch.
     The loss must run inside the DDP-wrapped module's ``forward`` (DDP only synchronises
     gradients of a backward that follows its own forward).
+
+    ``one_pass``: the supervised terms' D losses (clean, mix, gate flow) run as ONE forward
+    of D over their images (``detector.losses``), each term still assigned and normalised on
+    its own: the same values up to float rounding, fewer and larger kernels (a speed option).
     """
     _check_frozen(detector, "detector")
     b = _label_batch(i_f, len(targets_lq), gather, shard)
@@ -688,6 +712,7 @@ def vat_loss(
         generator,
         gather=gather,
         shard=shard,
+        one_pass=one_pass,
     )
 
 
@@ -706,6 +731,7 @@ def vat_loss_classify(
     *,
     gather: Callable[[Tensor], Tensor] | None = None,
     shard: slice | None = None,
+    one_pass: bool = False,
 ) -> dict[str, Tensor]:
     """The VaT loss for classification (the paper's CLIP task); same terms as :func:`vat_loss`.
 
@@ -746,4 +772,5 @@ def vat_loss_classify(
         generator,
         gather=gather,
         shard=shard,
+        one_pass=one_pass,
     )

@@ -335,7 +335,9 @@ class TrainGraph(nn.Module):
     ``state_dict`` see the translator only. ``checkpoint_detector``: D's forward inside the
     loss keeps only its input and is run again in backward (one more D forward per step for
     D's activations, the largest part of a step's memory once the translator's blocks are
-    checkpointed); outputs and gradients are unchanged. ``fold_batchnorm``: a detector's
+    checkpointed); outputs and gradients are unchanged. ``one_detector_pass``: the loss terms'
+    D calls (clean, mix, gate flow) run as one forward over their images, each term still
+    scored on its own (the same up to float rounding; fewer, larger kernels). ``fold_batchnorm``: a detector's
     BatchNorms are folded into its convolutions (:meth:`FrozenDetector.fold_batchnorm`; in place,
     so D's predictions elsewhere in the run use the folded D too): the same up to float rounding,
     one kernel and one saved tensor less per layer. Classifiers are left as they are.
@@ -351,6 +353,7 @@ class TrainGraph(nn.Module):
         autocast: torch.dtype | None = None,
         checkpoint_detector: bool = False,
         fold_batchnorm: bool = False,
+        one_detector_pass: bool = False,
     ) -> None:
         from vat.models.classifier import FrozenClassifier
 
@@ -363,6 +366,7 @@ class TrainGraph(nn.Module):
         self.shard = shard
         self.autocast = autocast
         self.checkpoint_detector = checkpoint_detector  # D's forward recomputed in backward (less memory)
+        self.one_detector_pass = one_detector_pass  # the loss terms share one D forward
         if fold_batchnorm and hasattr(detector, "fold_batchnorm"):  # a detector's, in place, for good
             detector.fold_batchnorm()
 
@@ -388,7 +392,9 @@ class TrainGraph(nn.Module):
             device_type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None
         ):
             fused, _ = self.model.fuse(lq, restored)
-            kwargs = {} if self.gather is None else {"gather": self.gather, "shard": self.shard}
+            kwargs = {"one_pass": self.one_detector_pass}
+            if self.gather is not None:
+                kwargs |= {"gather": self.gather, "shard": self.shard}
             t_b = self.model.t_b if self.model.t_b is not None else _no_t_b
             if self.classify:  # targets of load_classification_data: soft labels and their weights
                 y_lq, w_lq = (torch.stack([t[k] for t in targets_lq]) for k in ("probs", "weight"))

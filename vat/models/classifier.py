@@ -132,24 +132,42 @@ class FrozenClassifier(nn.Module):
         the sum of weights (a weighted mean, invariant to scaling all weights). All-zero
         weights give 0, still attached to the graph.
         """
-        logits = self.logits(images)  # (B, K)
-        if soft_labels.shape != logits.shape:
-            raise ValueError(
-                f"soft_labels {tuple(soft_labels.shape)} do not match logits {tuple(logits.shape)}"
-            )
-        per_sample = -(soft_labels.to(logits) * logits.float().log_softmax(dim=-1)).sum(dim=-1)  # (B,)
-        if weights is None:
-            return per_sample.mean()
-        weights = weights.to(per_sample)
-        if weights.shape != per_sample.shape:
-            raise ValueError(f"weights {tuple(weights.shape)} must be (B,) = {tuple(per_sample.shape)}")
-        if reduction == "count":
-            denom = (weights != 0).sum().to(per_sample).clamp_min(1.0)
-        elif reduction == "weight":
-            denom = weights.sum().clamp_min(torch.finfo(per_sample.dtype).tiny)
+        return self.losses([(images, soft_labels, weights)], reduction)[0]
+
+    def losses(self, calls: Sequence[tuple], reduction: Literal["count", "weight"] = "count") -> list[Tensor]:
+        """:meth:`loss` of each ``(images, soft_labels[, weights])`` call, with ONE forward.
+
+        The calls' images (same size) are concatenated and classified together, the logits
+        split back per call, each call reduced on its own: every result equals its separate
+        :meth:`loss` call up to float rounding (a frozen model in eval mode classifies each
+        image on its own)."""
+        calls = [(*c, None) if len(c) == 2 else c for c in calls]
+        sizes = [c[0].shape[0] for c in calls]
+        if len({tuple(c[0].shape[1:]) for c in calls}) > 1:  # different sizes: one forward each
+            logits = [self.logits(c[0]) for c in calls]
         else:
-            raise ValueError(f"unknown reduction {reduction!r}")
-        return (weights * per_sample).sum() / denom
+            images = torch.cat([c[0] for c in calls]) if len(calls) > 1 else calls[0][0]
+            logits = list(self.logits(images).split(sizes))
+        return [_soft_ce(lg, y, w, reduction) for lg, (_, y, w) in zip(logits, calls, strict=True)]
+
+
+def _soft_ce(logits: Tensor, soft_labels: Tensor, weights: Tensor | None, reduction: str) -> Tensor:
+    """FrozenClassifier.loss's reduction of (B, K) logits (see there)."""
+    if soft_labels.shape != logits.shape:
+        raise ValueError(f"soft_labels {tuple(soft_labels.shape)} do not match logits {tuple(logits.shape)}")
+    per_sample = -(soft_labels.to(logits) * logits.float().log_softmax(dim=-1)).sum(dim=-1)  # (B,)
+    if weights is None:
+        return per_sample.mean()
+    weights = weights.to(per_sample)
+    if weights.shape != per_sample.shape:
+        raise ValueError(f"weights {tuple(weights.shape)} must be (B,) = {tuple(per_sample.shape)}")
+    if reduction == "count":
+        denom = (weights != 0).sum().to(per_sample).clamp_min(1.0)
+    elif reduction == "weight":
+        denom = weights.sum().clamp_min(torch.finfo(per_sample.dtype).tiny)
+    else:
+        raise ValueError(f"unknown reduction {reduction!r}")
+    return (weights * per_sample).sum() / denom
 
 
 # --------------------------------------------------------------------------- CLIP
