@@ -4,6 +4,7 @@ Usage: python3 scripts/device_quick.py OUT_JSON
 Rows, most wanted first (a short device session keeps what it measured: the JSON is
 rewritten after every row). The targets' reference numbers were taken on the released
 network's depth (vat-release, README "Speed"), so first its fast mode + compile (35 img/s),
+the same with D's layers compiled too,
 its memory mode + compile and its blocks' checkpointing + compile (25 img/s within 6 GiB),
 and its fast mode + compile without channels_last (never measured); then the memory mode
 (checkpointing of the translator's blocks and of D's layers, bf16 + channels_last) of
@@ -26,6 +27,7 @@ release_depth = replace(w16, translator="vat-release", steps=8)
 no_cl = FAST | {"channels_last": False}  # depthwise convs may run faster in NCHW: never measured
 rows = [
     replace(release_depth, **FAST, compile=True),
+    replace(release_depth, **FAST, compile=True, compile_detector=True),
     replace(release_depth, **FAST, **MEMORY, compile=True),
     replace(release_depth, **FAST, checkpoint=True, compile=True),
     replace(release_depth, **no_cl, compile=True),
@@ -60,6 +62,7 @@ for cfg in rows:
                     "checkpoint",
                     "checkpoint_detector",
                     "compile",
+                    "compile_detector",
                     "images_per_s",
                     "peak_gib",
                     "step_peak_gib",

@@ -147,7 +147,7 @@ def nuq_command(
 
 SPEED_OPTIONS = (
     "bf16", "channels_last", "fold_batchnorm", "one_detector_pass",
-    "compile", "checkpoint", "checkpoint_detector",
+    "compile", "compile_detector", "checkpoint", "checkpoint_detector",
 )  # fmt: skip
 
 

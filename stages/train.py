@@ -135,6 +135,7 @@ class Speed:
     checkpoint_detector: bool = False  # D's forward in the loss recomputed in backward (less memory)
     fold_batchnorm: bool | None = None  # fold D's BatchNorms into its convs (detectors); None: on CUDA only
     one_detector_pass: bool | None = None  # the loss terms share one D forward; None: on CUDA only
+    compile_detector: bool = False  # torch.compile D's layers (detectors)
 
     def resolve(self, device: torch.device) -> Speed:
         cuda = device.type == "cuda"
@@ -352,7 +353,8 @@ def _loop(common, params, speed, data, spe, detector, model, val, classes, fp, d
     shard = dist.shard(params.batch)
     graph = TrainGraph(model, detector, params.loss_config(), dist.all_gather_cat if world > 1 else None,
                        shard if world > 1 else None, torch.bfloat16 if speed.bf16 else None,
-                       speed.checkpoint_detector, speed.fold_batchnorm, speed.one_detector_pass)  # fmt: skip
+                       speed.checkpoint_detector, speed.fold_batchnorm, speed.one_detector_pass,
+                       speed.compile_detector)  # fmt: skip
     step_fn = graph
     if world > 1:
         step_fn = torch.nn.parallel.DistributedDataParallel(
@@ -623,6 +625,9 @@ def command(
         "--one-detector-pass/--no-one-detector-pass",
         help="the loss terms' D calls as one forward (default: on CUDA)",
     ),
+    compile_detector: bool = typer.Option(
+        False, "--compile-detector", help="torch.compile the frozen detector's layers"
+    ),
     fresh: bool = typer.Option(False, "--fresh", help="ignore a resumable state in data/train.resume"),
 ) -> None:
     """Train the VaT translator without labels on cached restorations and pseudo-labels.
@@ -635,7 +640,8 @@ def command(
     common = load_common(params_file)
     params = load_section(TrainParams, "train", params_file)
     speed = Speed(
-        bf16, channels_last, compile, checkpoint, checkpoint_detector, fold_batchnorm, one_detector_pass
+        bf16, channels_last, compile, checkpoint, checkpoint_detector, fold_batchnorm, one_detector_pass,
+        compile_detector,
     )  # fmt: skip
     m = run(
         common,

@@ -214,10 +214,13 @@ def _one_step_grads(base, **speed):
     model = train.build_model(COMMON, PARAMS, s, torch.device("cpu"))
     if s.channels_last:
         model.to(memory_format=torch.channels_last)
+    if s.compile:
+        model.compile_blocks()
     det = lively_detector(nc=5, imgsz=64)
     graph = TrainGraph(model, det, PARAMS.loss_config(), autocast=torch.bfloat16 if s.bf16 else None,
-                       checkpoint_detector=s.checkpoint_detector,
-                       fold_batchnorm=s.fold_batchnorm, one_detector_pass=s.one_detector_pass)  # fmt: skip
+                       checkpoint_detector=s.checkpoint_detector, fold_batchnorm=s.fold_batchnorm,
+                       one_detector_pass=s.one_detector_pass,
+                       compile_detector=s.compile_detector)  # fmt: skip
     b = make_batch(data, 0, 2, 32, COMMON.seed)
     dev = torch.device("cpu")
     lq, r, hq = (to_float(x, dev, s.channels_last) for x in (b.lq, b.restored, b.hq))
@@ -242,6 +245,23 @@ def test_speed_options_do_not_change_results_beyond_bf16_rounding(base):
         num = sum(float((g2[k] - grads[k]).norm()) ** 2 for k in grads) ** 0.5
         den = sum(float(grads[k].norm()) ** 2 for k in grads) ** 0.5
         assert num <= max(rtol, 1e-6) * 10 * den, (speed, num / den)
+
+
+def test_compiled_translator_and_detector_give_the_same_step(base):
+    """``--compile --compile-detector`` (with D's BatchNorms folded, as on a GPU): the same loss and
+    gradients as eager. Inductor compiles the translator's blocks and D's layers on this CPU
+    (about 3 minutes the first time; its cache makes later runs quick)."""
+    from torch._dynamo.utils import counters
+
+    speed = {"bf16": False, "channels_last": False, "fold_batchnorm": True}
+    loss, grads = _one_step_grads(base, **speed)
+    graphs = counters["stats"]["unique_graphs"]
+    l2, g2 = _one_step_grads(base, **speed, compile=True, compile_detector=True)
+    assert counters["stats"]["unique_graphs"] > graphs  # dynamo did capture graphs
+    assert l2 == pytest.approx(loss, rel=1e-4)
+    num = sum(float((g2[k] - grads[k]).norm()) ** 2 for k in grads) ** 0.5
+    den = sum(float(grads[k].norm()) ** 2 for k in grads) ** 0.5
+    assert num <= 1e-4 * den
 
 
 def test_params_are_validated():

@@ -60,6 +60,7 @@ class BenchConfig:
     bf16: bool = False
     channels_last: bool = False
     compile: bool = False
+    compile_detector: bool = False
     checkpoint: bool = False
     checkpoint_detector: bool = False
     fold_batchnorm: bool = False
@@ -200,7 +201,8 @@ def _setup(cfg: BenchConfig, device: torch.device, seed: int) -> _Setup:
     restorer = freeze(AODNet().init_weights(gen)).to(device)
     graph = TrainGraph(model, det, LossConfig(), autocast=torch.bfloat16 if cfg.bf16 else None,
                        checkpoint_detector=cfg.checkpoint_detector, fold_batchnorm=cfg.fold_batchnorm,
-                       one_detector_pass=cfg.one_detector_pass)  # fmt: skip
+                       one_detector_pass=cfg.one_detector_pass,
+                       compile_detector=cfg.compile_detector)  # fmt: skip
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     shape = (cfg.batch, 3, cfg.size, cfg.size)
     lq = torch.rand(shape, generator=gen).to(device).contiguous(memory_format=fmt)
@@ -241,7 +243,8 @@ def step_flops(cfg: BenchConfig, device: torch.device | str = "cpu", seed: int =
     The same for every speed option (checkpointing recomputes, but the step's forward is
     the same); at 512 px this takes a CPU a minute or two, not a GPU.
     """
-    return _flops(_setup(replace(cfg, compile=False), torch.device(device), seed), seed)
+    eager = replace(cfg, compile=False, compile_detector=False)
+    return _flops(_setup(eager, torch.device(device), seed), seed)
 
 
 def bench_train(cfg: BenchConfig, device: torch.device | str = "cpu", seed: int = 0) -> dict:
@@ -290,7 +293,7 @@ def bench_train(cfg: BenchConfig, device: torch.device | str = "cpu", seed: int 
         # and hooks, and saved-tensor hooks are not reliable with compiled autograd; inductor's
         # kernels bypass the FLOP counter): the forward's FLOPs, then one more step measuring
         # what autograd keeps for the backward and the peak of the tensors the step allocates.
-        if not cfg.compile:
+        if not (cfg.compile or cfg.compile_detector):
             result |= _flops(s, seed)
             saved = SavedForBackward()
             with TensorMemory() as mem:
@@ -316,13 +319,13 @@ def suite(device: torch.device | str, quick: bool = False) -> list[BenchConfig]:
 
     GPU: 512 px, batch 4, width 16: plain eager fp32 (cached and per-step), bf16 +
     channels_last, + D's BatchNorms folded, + one D forward for the loss terms (the fast
-    mode's base), + compile (fast mode),
-    + checkpointing of the translator's blocks, + of D's layers too (memory mode), memory
-    mode + compile; width 48 in memory mode, without and with compile; the released
-    network's depth (``vat-release``, ``vat-release-w48``: a quarter of the FLOPs) in fast
-    mode + compile and memory mode (+ compile); then the largest batch that fits (``vat
-    bench train --largest``). CPU (or ``quick``): the same switches at 128 px, batch 2,
-    width 4, without compile.
+    mode's base), + compile (fast mode), + checkpointing of the translator's blocks, + of
+    D's layers too (memory mode), memory mode + compile; width 48 in memory mode, without
+    and with compile; the released network's depth (``vat-release``, ``vat-release-w48``: a
+    quarter of the FLOPs) in fast mode + compile (of the translator's blocks; and of D's
+    layers too) and memory mode (+ compile); then the largest batch that fits (``vat bench
+    train --largest``). CPU (or ``quick``): the same switches at 128 px, batch 2, width 4,
+    without compile.
     """
     bf16 = {"bf16": True, "channels_last": True}  # FAST without D's BatchNorms folded, D's calls apart
     fold = bf16 | {"fold_batchnorm": True}  # FAST without one D forward for the loss terms
@@ -347,6 +350,14 @@ def suite(device: torch.device | str, quick: bool = False) -> list[BenchConfig]:
         [base]
         + [BenchConfig(**asdict(base) | v) for v in variants]
         + [BenchConfig(**w48), BenchConfig(**w48 | {"compile": True})]
-        + [BenchConfig(**release | v) for v in ({"compile": True}, MEMORY, MEMORY | {"compile": True})]
+        + [
+            BenchConfig(**release | v)
+            for v in (
+                {"compile": True},
+                {"compile": True, "compile_detector": True},
+                MEMORY,
+                MEMORY | {"compile": True},
+            )
+        ]
         + [BenchConfig(**w48 | {"translator": "vat-release-w48"})]
     )

@@ -340,7 +340,9 @@ class TrainGraph(nn.Module):
     scored on its own (the same up to float rounding; fewer, larger kernels). ``fold_batchnorm``: a detector's
     BatchNorms are folded into its convolutions (:meth:`FrozenDetector.fold_batchnorm`; in place,
     so D's predictions elsewhere in the run use the folded D too): the same up to float rounding,
-    one kernel and one saved tensor less per layer. Classifiers are left as they are.
+    one kernel and one saved tensor less per layer. ``compile_detector``: D's layers are
+    compiled (:meth:`FrozenDetector.compile_layers`, after folding; in place too). Classifiers
+    are left as they are.
     """
 
     def __init__(
@@ -354,6 +356,7 @@ class TrainGraph(nn.Module):
         checkpoint_detector: bool = False,
         fold_batchnorm: bool = False,
         one_detector_pass: bool = False,
+        compile_detector: bool = False,
     ) -> None:
         from vat.models.classifier import FrozenClassifier
 
@@ -369,6 +372,8 @@ class TrainGraph(nn.Module):
         self.one_detector_pass = one_detector_pass  # the loss terms share one D forward
         if fold_batchnorm and hasattr(detector, "fold_batchnorm"):  # a detector's, in place, for good
             detector.fold_batchnorm()
+        if compile_detector and hasattr(detector, "compile_layers"):  # after folding: in place, for good
+            detector.compile_layers()
 
     def forward(self, lq, restored, hq, targets_lq, targets_hq, generator):
         device_type = lq.device.type

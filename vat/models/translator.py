@@ -426,17 +426,11 @@ class VaT(nn.Module):
         convolutions between blocks stay eager (cuDNN). Blocks of the same width share compiled
         code, so compiling is quick; activation checkpointing still wraps the compiled body.
         Results are unchanged up to float rounding; ``state_dict`` keys are unchanged."""
-        import torch._dynamo
+        from vat.models.compiling import compile_static
 
-        # one graph per (width, resolution, batch): static shapes (dynamic ones hit inductor
-        # bugs here) and room for the few dozen variants a training step makes
-        for name in ("recompile_limit", "cache_size_limit"):
-            if hasattr(torch._dynamo.config, name):
-                setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 128))
-        kwargs.setdefault("dynamic", False)
         for module in self.modules():
             if isinstance(module, TransformerBlock):
-                module._body = torch.compile(module._body, **kwargs)
+                module._body = compile_static(module._body, **kwargs)
 
     def fuse(self, i_lq: Tensor, i_r: Tensor) -> tuple[Tensor, Tensor]:
         """(I_F, w): G(I_R, I_LQ) and its weight map (B, 1, H, W); without G, I_F = I_R and w = 0."""
