@@ -278,10 +278,14 @@ def test_sharded_path_in_a_world_of_one_is_the_plain_loss():
         ("plain", "detect", LossConfig(mixup="plain", fold_lambda=True), None, None),
         ("none_no_cycle", "detect", LossConfig(mixup="none", use_cycle=False, gate_flow=True), None, None),
     ]
+    cases += [  # the sharded path with the terms' D calls as one forward (--one-detector-pass)
+        (name + "+one_pass", *rest) for name, *rest in (CASES[1], CASES[-1])
+    ]
     for case in cases:
         plain = _run_case(module, params, case, models, slice(0, B))
+        one_pass = {"one_pass": True} if case[0].endswith("+one_pass") else {}
         sharded = _run_case(
-            module, params, case, models, slice(0, B), gather=vd.all_gather_cat, shard=slice(0, B)
+            module, params, case, models, slice(0, B), gather=vd.all_gather_cat, shard=slice(0, B), **one_pass
         )
         for key in ("total", "cycle", "mle", "mle_clean", "mle_mix", "mle_gate", "lam"):
             assert torch.allclose(plain[key], sharded[key], rtol=1e-5, atol=1e-6), (case[0], key)
