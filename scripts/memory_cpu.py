@@ -4,11 +4,13 @@ Usage: python3 scripts/memory_cpu.py [OUT_DIR] [TRANSLATOR ...]   (default repor
 
 One training step with a random-weight frozen YOLOv3u, batch 4, bf16 autocast, at 128 and
 256 px (512 px takes too long on a laptop CPU; the footprint grows with the pixel count):
-vat-w16 / vat-w48 with the translator's blocks checkpointed, then D's layers too; the
-released network's depth (vat-release) with nothing checkpointed, blocks, blocks + D, each
-without and with D's BatchNorms folded; that depth at width 48 (vat-release-w48) with blocks,
-blocks + D checkpointed, D's BatchNorms folded. Reports ``step_peak_gib`` (the peak of the tensors
-one step allocates) and ``saved_gib`` (what autograd keeps for the backward) from
+vat-w16 / vat-w48 with the translator's blocks checkpointed, then D's layers too (vat-w48 at
+256 px: both only); the released network's depth (vat-release) with nothing checkpointed,
+blocks, blocks + D, each without and with D's BatchNorms folded; that depth at width 48
+(vat-release-w48) with blocks, blocks + D checkpointed, D's BatchNorms folded. With the
+blocks checkpointed the loss's translator calls run in chunks of the batch
+(``vat.training.TrainGraph``'s ``chunk_translator``). Reports ``step_peak_gib`` (the peak of
+the tensors one step allocates) and ``saved_gib`` (what autograd keeps for the backward) from
 :func:`vat.bench_train.bench_train`. Naming translators measures only theirs; the rows of
 the others already in memory-cpu.json are kept. Writes memory-cpu.json/.md.
 """
@@ -27,6 +29,7 @@ blocks, both = {"checkpoint": True}, MEMORY
 cases = [
     *(replace(base, translator="vat-w16", size=s, **opts) for s in (128, 256) for opts in (blocks, both)),
     *(replace(base, translator="vat-w48", size=128, **opts) for opts in (blocks, both)),
+    replace(base, translator="vat-w48", size=256, **both),  # ~10 minutes on a 2-core CPU
     *(
         replace(base, translator="vat-release", size=256, fold_batchnorm=fold, **opts)
         for opts in ({}, blocks, both)

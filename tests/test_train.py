@@ -247,6 +247,36 @@ def test_speed_options_do_not_change_results_beyond_bf16_rounding(base):
         assert num <= max(rtol, 1e-6) * 10 * den, (speed, num / den)
 
 
+def test_checkpointed_translator_runs_in_chunks_of_the_batch_and_peaks_lower(base):
+    """With the blocks checkpointed, the loss's batched T_A call (I_F, I_HQ, I_mix: 3B images)
+    runs in chunks of B, so the backward recomputes one chunk's block at a time."""
+    from vat.bench_train import TensorMemory
+    from vat.models.translator import create_translator
+    from vat.training import TrainGraph, lambda_generator, targets_to, to_float
+
+    b = make_batch(_data(base), 0, 2, 32, COMMON.seed)
+    dev = torch.device("cpu")
+    det = lively_detector(nc=5, imgsz=64)
+    rows = {}
+    for chunk in (False, None):  # None: on, as the blocks are checkpointed
+        model = create_translator("vat-w8", seed=0, checkpoint=True)
+        sizes = []
+        model.t_a.register_forward_pre_hook(lambda _m, inp, sizes=sizes: sizes.append(inp[0].shape[0]))
+        graph = TrainGraph(model, det, PARAMS.loss_config(), chunk_translator=chunk)
+        lq, r, hq = (to_float(x, dev) for x in (b.lq, b.restored, b.hq))
+        with TensorMemory() as mem:
+            out = graph(lq, r, hq, targets_to(b.targets_lq, dev), targets_to(b.targets_hq, dev),
+                        lambda_generator(COMMON.seed, 0, dev))  # fmt: skip
+            out["total"].backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        rows[chunk] = (float(out["total"].detach()), grads, max(sizes), mem.peak)
+    (loss, grads, largest, peak), (loss_c, grads_c, largest_c, peak_c) = rows[False], rows[None]
+    assert largest > 2 and largest_c == 2  # batch 2: the batched call had more, chunked ones 2 at most
+    assert loss_c == pytest.approx(loss, rel=1e-6)
+    assert float((grads_c - grads).norm()) <= 1e-5 * float(grads.norm())
+    assert peak_c < peak
+
+
 def test_compiled_translator_and_detector_give_the_same_step(base):
     """``--compile --compile-detector`` (with D's BatchNorms folded, as on a GPU): the same loss and
     gradients as eager. Inductor compiles the translator's blocks and D's layers on this CPU

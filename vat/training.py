@@ -342,7 +342,10 @@ class TrainGraph(nn.Module):
     so D's predictions elsewhere in the run use the folded D too): the same up to float rounding,
     one kernel and one saved tensor less per layer. ``compile_detector``: D's layers are
     compiled (:meth:`FrozenDetector.compile_layers`, after folding; in place too). Classifiers
-    are left as they are.
+    are left as they are. ``chunk_translator`` (default: when the translator's blocks are
+    checkpointed): the loss's batched translator calls (T_A on I_F, I_HQ and I_mix together)
+    run per chunk of the step's batch size, so the backward recomputes one chunk's block at a
+    time (the translator works per image: the same results up to float rounding).
     """
 
     def __init__(
@@ -357,6 +360,7 @@ class TrainGraph(nn.Module):
         fold_batchnorm: bool = False,
         one_detector_pass: bool = False,
         compile_detector: bool = False,
+        chunk_translator: bool | None = None,
     ) -> None:
         from vat.models.classifier import FrozenClassifier
 
@@ -370,6 +374,7 @@ class TrainGraph(nn.Module):
         self.autocast = autocast
         self.checkpoint_detector = checkpoint_detector  # D's forward recomputed in backward (less memory)
         self.one_detector_pass = one_detector_pass  # the loss terms share one D forward
+        self.chunk_translator = chunk_translator
         if fold_batchnorm and hasattr(detector, "fold_batchnorm"):  # a detector's, in place, for good
             detector.fold_batchnorm()
         if compile_detector and hasattr(detector, "compile_layers"):  # after folding: in place, for good
@@ -400,18 +405,41 @@ class TrainGraph(nn.Module):
             kwargs = {"one_pass": self.one_detector_pass}
             if self.gather is not None:
                 kwargs |= {"gather": self.gather, "shard": self.shard}
-            t_b = self.model.t_b if self.model.t_b is not None else _no_t_b
+            t_a, t_b = self.model.t_a, self.model.t_b
+            chunk = self.chunk_translator
+            if chunk is None:
+                chunk = bool(self.model.config.checkpoint)
+            if chunk:  # checkpointed blocks: the backward's recomputation holds one chunk at a time
+                t_a = _InChunks(t_a, lq.shape[0])
+                t_b = None if t_b is None else _InChunks(t_b, lq.shape[0])
+            t_b = _no_t_b if t_b is None else t_b
             if self.classify:  # targets of load_classification_data: soft labels and their weights
                 y_lq, w_lq = (torch.stack([t[k] for t in targets_lq]) for k in ("probs", "weight"))
                 y_hq, w_hq = (torch.stack([t[k] for t in targets_hq]) for k in ("probs", "weight"))
                 return vat_loss_classify(
-                    self.model.t_a, t_b, fused, hq, y_lq, y_hq, self._detector[0], self.loss_cfg, generator,
+                    t_a, t_b, fused, hq, y_lq, y_hq, self._detector[0], self.loss_cfg, generator,
                     w_lq, w_hq, **kwargs,
                 )  # fmt: skip
             return vat_loss(
-                self.model.t_a, t_b, fused, hq, targets_lq, targets_hq, self._detector[0], self.loss_cfg,
+                t_a, t_b, fused, hq, targets_lq, targets_hq, self._detector[0], self.loss_cfg,
                 generator, **kwargs,
             )  # fmt: skip
+
+
+class _InChunks:
+    """A per-image module applied to at most ``n`` images a call; ``parameters()`` are the
+    module's (the loss attaches its empty terms to them)."""
+
+    def __init__(self, module: nn.Module, n: int) -> None:
+        self.module, self.n = module, n
+
+    def parameters(self):
+        return self.module.parameters()
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if x.shape[0] <= self.n:
+            return self.module(x)
+        return torch.cat([self.module(c) for c in x.split(self.n)])
 
 
 def _no_t_b(x: Tensor) -> Tensor:
