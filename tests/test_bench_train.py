@@ -123,3 +123,19 @@ def test_train_table_rows_have_as_many_cells_as_the_header():
     table = [line for line in text.splitlines() if line.startswith("|")]
     assert len(table) == 5 and len({line.count("|") for line in table}) == 1
     assert "| 12.5 | 0.25 |" in table[2] and "| 2.00 |" in table[3]  # x plain eager of the compiled row
+
+
+def test_device_script_rows_build_and_differ():
+    """scripts/device_quick.py's rows are built here, on the CPU: a typo there would cost a
+    scarce GPU session. Most wanted first: vat-release's fast mode with compile."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "device_quick.py"
+    spec = importlib.util.spec_from_file_location("device_quick", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # defines rows() and main(); runs nothing
+    rows = module.rows()
+    assert len(set(rows)) == len(rows) > 5
+    assert rows[0].translator == "vat-release" and rows[0].compile and rows[0].one_detector_pass
+    assert any(r.compile_detector for r in rows) and any(r.checkpoint_detector for r in rows)
