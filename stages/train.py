@@ -353,8 +353,9 @@ def _loop(common, params, speed, data, spe, detector, model, val, classes, fp, d
     shard = dist.shard(params.batch)
     graph = TrainGraph(model, detector, params.loss_config(), dist.all_gather_cat if world > 1 else None,
                        shard if world > 1 else None, torch.bfloat16 if speed.bf16 else None,
-                       speed.checkpoint_detector, speed.fold_batchnorm, speed.one_detector_pass,
-                       speed.compile_detector)  # fmt: skip
+                       checkpoint_detector=speed.checkpoint_detector, fold_batchnorm=speed.fold_batchnorm,
+                       one_detector_pass=speed.one_detector_pass,
+                       compile_detector=speed.compile_detector)  # fmt: skip
     step_fn = graph
     if world > 1:
         step_fn = torch.nn.parallel.DistributedDataParallel(

@@ -337,12 +337,13 @@ class TrainGraph(nn.Module):
     D's activations, the largest part of a step's memory once the translator's blocks are
     checkpointed); outputs and gradients are unchanged. ``one_detector_pass``: the loss terms'
     D calls (clean, mix, gate flow) run as one forward over their images, each term still
-    scored on its own (the same up to float rounding; fewer, larger kernels). ``fold_batchnorm``: a detector's
-    BatchNorms are folded into its convolutions (:meth:`FrozenDetector.fold_batchnorm`; in place,
-    so D's predictions elsewhere in the run use the folded D too): the same up to float rounding,
-    one kernel and one saved tensor less per layer. ``compile_detector``: D's layers are
-    compiled (:meth:`FrozenDetector.compile_layers`, after folding; in place too). Classifiers
-    are left as they are. ``chunk_translator`` (default: when the translator's blocks are
+    scored on its own (the same up to float rounding; fewer, larger kernels).
+    ``fold_batchnorm``: a detector's BatchNorms are folded into its convolutions
+    (:meth:`FrozenDetector.fold_batchnorm`; in place, so D's predictions elsewhere in the run
+    use the folded D too): the same up to float rounding, one kernel and one saved tensor less
+    per layer. ``compile_detector``: D's layers are compiled
+    (:meth:`FrozenDetector.compile_layers`, after folding; in place too). Classifiers are left
+    as they are. ``chunk_translator`` (default: when the translator's blocks are
     checkpointed): the loss's batched translator calls (T_A on I_F, I_HQ and I_mix together)
     run per chunk of the step's batch size, so the backward recomputes one chunk's block at a
     time (the translator works per image: the same results up to float rounding).

@@ -137,17 +137,14 @@ class FrozenClassifier(nn.Module):
     def losses(self, calls: Sequence[tuple], reduction: Literal["count", "weight"] = "count") -> list[Tensor]:
         """:meth:`loss` of each ``(images, soft_labels[, weights])`` call, with ONE forward.
 
-        The calls' images (same size) are concatenated and classified together, the logits
+        The calls' images (of one size) are concatenated and classified together, the logits
         split back per call, each call reduced on its own: every result equals its separate
         :meth:`loss` call up to float rounding (a frozen model in eval mode classifies each
         image on its own)."""
+        from vat.models.batching import forward_together
+
         calls = [(*c, None) if len(c) == 2 else c for c in calls]
-        sizes = [c[0].shape[0] for c in calls]
-        if len({tuple(c[0].shape[1:]) for c in calls}) > 1:  # different sizes: one forward each
-            logits = [self.logits(c[0]) for c in calls]
-        else:
-            images = torch.cat([c[0] for c in calls]) if len(calls) > 1 else calls[0][0]
-            logits = list(self.logits(images).split(sizes))
+        logits = forward_together(self.logits, [c[0] for c in calls])  # one forward per image size
         return [_soft_ce(lg, y, w, reduction) for lg, (_, y, w) in zip(logits, calls, strict=True)]
 
 

@@ -644,26 +644,22 @@ class FrozenDetector(nn.Module):
         (its own assignment and normalisation), so every result equals its separate
         :meth:`loss` call up to float rounding (eval mode: no image affects another). Fewer,
         larger kernels; what a training step's loss terms on T_A(I_HQ) and T_A(I_mix) use.
-        Calls whose images differ in size after letterboxing run one forward each.
+        Calls whose images differ in size after letterboxing run one forward per size.
         """
-        prepared = []
+        from vat.models.batching import forward_together
+
+        xs, batches = [], []
         for call in calls:
             images, targets, box_weights = (*call, None) if len(call) == 2 else call
             x, scale = self.letterbox(images)
             t = self._targets(targets, box_weights, x.shape[0], x.device)
-            batch = self.ultralytics_batch(t, tuple(images.shape[-2:]), tuple(x.shape[-2:]), scale)
-            prepared.append((x, batch))
-        out: list[tuple[Tensor, Tensor] | None] = [None] * len(prepared)
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, (x, _) in enumerate(prepared):
-            groups.setdefault(tuple(x.shape[1:]), []).append(i)
-        for idx in groups.values():
-            xs = [prepared[i][0] for i in idx]
-            _, preds = self._forward(torch.cat(xs) if len(xs) > 1 else xs[0])
-            for i, p in zip(idx, _split_batch(preds, [x.shape[0] for x in xs]), strict=True):
-                loss, items = self.criterion()(p, prepared[i][1])  # loss: (3,) gained terms times B
-                out[i] = (loss.sum(), torch.stack(list(items.values())))
-        return out  # type: ignore[return-value]
+            xs.append(x)
+            batches.append(self.ultralytics_batch(t, tuple(images.shape[-2:]), tuple(x.shape[-2:]), scale))
+        out = []
+        for preds, batch in zip(forward_together(lambda x: self._forward(x)[1], xs), batches, strict=True):
+            loss, items = self.criterion()(preds, batch)  # loss: (3,) gained terms times B
+            out.append((loss.sum(), torch.stack(list(items.values()))))
+        return out
 
     def _targets(
         self,
@@ -686,21 +682,6 @@ class FrozenDetector(nn.Module):
             t = Targets(t.batch_idx, t.boxes, t.classes, t.weights * bw.to(t.weights))
         _validate(t, batch_size, self.nc)
         return t
-
-
-def _split_batch(preds: Any, sizes: list[int]) -> list[Any]:
-    """A (nested dict / list of) batch-first tensor(s) -> one such structure per share of ``sizes``."""
-    if len(sizes) == 1:
-        return [preds]
-    if torch.is_tensor(preds):
-        return list(preds.split(sizes))
-    if isinstance(preds, dict):
-        parts = {k: _split_batch(v, sizes) for k, v in preds.items()}
-        return [{k: v[i] for k, v in parts.items()} for i in range(len(sizes))]
-    if isinstance(preds, (list, tuple)):
-        parts = [_split_batch(v, sizes) for v in preds]
-        return [type(preds)(p[i] for p in parts) for i in range(len(sizes))]
-    raise TypeError(f"cannot split {type(preds).__name__} predictions by batch")
 
 
 def _validate(t: Targets, batch_size: int, nc: int) -> None:
