@@ -16,33 +16,40 @@ then also without D's BatchNorms folded (the session-2 fast mode), with compile.
 
 import json
 import sys
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import torch
 
-from vat.bench_train import FAST, MEMORY, BenchConfig, bench_train, release
+from vat.bench.train import BenchConfig, bench_train, release
+from vat.bench.train import row as bench_row
+from vat.train.speed import FAST, MEMORY, PLAIN, Speed
 
 
 def rows() -> list[BenchConfig]:
     """The rows, most wanted first (built on any machine: a CPU test checks them)."""
     w16 = BenchConfig(steps=6, warmup=2)
     release_depth = replace(w16, translator="vat-release", steps=8)
-    no_cl = FAST | {"channels_last": False}  # depthwise convs may run faster in NCHW: never measured
+    compiled = replace(PLAIN, compile=True)
+    no_cl = replace(FAST, channels_last=False)  # depthwise convs may run faster in NCHW: never measured
+
+    def at(cfg: BenchConfig, speed: Speed, **kw) -> BenchConfig:
+        return replace(cfg, speed=speed, **kw)
+
     return [
-        replace(release_depth, **FAST, compile=True),
-        replace(release_depth, **FAST, compile=True, compile_detector=True),
-        replace(release_depth, **FAST, **MEMORY, compile=True),
-        replace(release_depth, **FAST, checkpoint=True, compile=True),
-        replace(release_depth, **no_cl, compile=True),
-        replace(w16, **FAST, **MEMORY),
-        replace(w16, translator="vat-release-w48", **FAST, **MEMORY),
-        replace(w16, translator="vat-w48", **FAST, **MEMORY),
-        replace(w16, **FAST, **MEMORY, compile=True),
-        replace(w16, **no_cl, compile=True),
+        at(release_depth, FAST | compiled),
+        at(release_depth, replace(FAST | compiled, compile_detector=True)),
+        at(release_depth, FAST | MEMORY | compiled),
+        at(release_depth, replace(FAST | compiled, checkpoint=True)),
+        at(release_depth, no_cl | compiled),
+        at(w16, FAST | MEMORY),
+        at(w16, FAST | MEMORY, translator="vat-release-w48"),
+        at(w16, FAST | MEMORY, translator="vat-w48"),
+        at(w16, FAST | MEMORY | compiled),
+        at(w16, no_cl | compiled),
         release_depth,
-        replace(release_depth, **FAST, **MEMORY),
-        replace(release_depth, **FAST | {"one_detector_pass": False}, compile=True),  # D's loss calls apart
-        replace(release_depth, bf16=True, channels_last=True, compile=True),  # + D's BatchNorms not folded
+        at(release_depth, FAST | MEMORY),
+        at(release_depth, replace(FAST | compiled, one_detector_pass=False)),  # D's loss calls apart
+        at(release_depth, replace(PLAIN, bf16=True, channels_last=True, compile=True)),  # + not folded
     ]
 
 
@@ -52,7 +59,7 @@ def main(path: str) -> None:
         try:
             r = bench_train(cfg, "cuda")
         except Exception as e:
-            r = asdict(cfg) | {"error": f"{type(e).__name__}: {str(e)[:200]}"}
+            r = bench_row(cfg) | {"error": f"{type(e).__name__}: {str(e)[:200]}"}
         release("cuda")
         out["rows"].append(r)
         print(

@@ -4,7 +4,7 @@ Usage: python3 scripts/flops.py [OUT_DIR]   (default reports/bench)
 
 For each translator the GPU rows were measured with (512 px, batch 4, random-weight frozen
 YOLOv3u), the step's forward FLOPs per image and the translator's share
-(:func:`vat.bench_train.step_flops`, matmuls and convolutions; device-independent). A step's
+(:func:`vat.bench.train.step_flops`, matmuls and convolutions; device-independent). A step's
 FLOPs are then estimated as 3x the translator's forward (its backward computes input and
 weight gradients) plus 2x D's (input gradients only), and divided into the GPU's measured
 img/s (the committed reports/bench/train*-NVIDIA-*.json rows, bf16) to give the rate the card
@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from vat.bench_train import BenchConfig, step_flops
+from vat.bench.train import BenchConfig, step_flops
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "reports/bench")
 translators = ("vat-release", "vat-w16", "vat-release-w48", "vat-w48")

@@ -12,9 +12,13 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import stages.train as train
-from stages import evaluate
+import vat.train.loop
+from stages import evaluate, train
 from vat.config import load_common, load_section
+from vat.eval.scoring import EvaluateParams
+from vat.layout import MAIN
+from vat.train.config import TrainParams
+from vat.train.speed import Speed
 
 out = Path(sys.argv[1])
 overrides = {"translator": "vat-w16", "epochs": 30, "batch": 8, "lr": 5e-4}
@@ -22,29 +26,20 @@ for kv in sys.argv[2:]:
     k, v = kv.split("=", 1)
     overrides[k] = ast.literal_eval(v)
 common = load_common("params.yaml")
-params = replace(load_section(train.TrainParams, "train", "params.yaml"), **overrides)
-train._live = lambda *a, **k: None  # no dvclive here
+params = replace(load_section(TrainParams, "train", "params.yaml"), **overrides)
+vat.train.loop._live = lambda *a, **k: None  # no dvclive here
+layout = MAIN.moved("train", Path("/tmp/gpu/train"), out / "train", Path("/tmp/gpu/train.resume"))
+layout = layout.moved("evaluate", Path("/tmp/gpu/evaluate"), out / "evaluate")
 t0 = time.perf_counter()
-m = train.run(
-    common,
-    params,
-    train.Speed(bf16=True, channels_last=True),
-    out=Path("/tmp/gpu/train"),
-    resume_dir=Path("/tmp/gpu/train.resume"),
-    reports=out / "train",
-    device="cuda",
-)
+m = train.run(common, params, layout, speed=Speed(bf16=True, channels_last=True), device="cuda")
 m["wall_seconds"] = round(time.perf_counter() - t0, 1)
 (out / "train/metrics.json").write_text(json.dumps(m, indent=2))
 print(
     "train:",
     json.dumps({k: m[k] for k in ("images_per_second", "train_seconds", "wall_seconds", "selected")}),
 )
-ev = load_section(evaluate.EvaluateParams, "evaluate", "params.yaml")
-arch = json.loads(Path("data/train_restorer/restorer.json").read_text())["arch"]
+ev = load_section(EvaluateParams, "evaluate", "params.yaml")
 t0 = time.perf_counter()
-r = evaluate.run(
-    common, ev, inputs=evaluate.methods(arch, Path("/tmp/gpu/train")), reports=out / "evaluate", device="cuda"
-)
+r = evaluate.run(common, ev, layout, device="cuda")  # the GPU machine has no ablate or study outputs
 print(f"evaluate ({time.perf_counter() - t0:.1f} s):")
 print((out / "evaluate/table.md").read_text())

@@ -9,9 +9,9 @@ vat-w16 / vat-w48 with the translator's blocks checkpointed, then D's layers too
 blocks, blocks + D, each without and with D's BatchNorms folded; that depth at width 48
 (vat-release-w48) with blocks, blocks + D checkpointed, D's BatchNorms folded. With the
 blocks checkpointed the loss's translator calls run in chunks of the batch
-(``vat.training.TrainGraph``'s ``chunk_translator``). Reports ``step_peak_gib`` (the peak of
+(``vat.train.data.TrainGraph``'s ``chunk_translator``). Reports ``step_peak_gib`` (the peak of
 the tensors one step allocates) and ``saved_gib`` (what autograd keeps for the backward) from
-:func:`vat.bench_train.bench_train`. Naming translators measures only theirs; the rows of
+:func:`vat.bench.train.bench_train`. Naming translators measures only theirs; the rows of
 the others already in memory-cpu.json are kept. Writes memory-cpu.json/.md.
 """
 
@@ -20,7 +20,7 @@ import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from vat.bench_train import MEMORY, BenchConfig, bench_train
+from vat.bench.train import MEMORY, BenchConfig, bench_train
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "reports/bench")
 only = set(sys.argv[2:])

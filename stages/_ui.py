@@ -52,3 +52,30 @@ def friendly_errors(fn: Callable) -> Callable:
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def speed_options(fn: Callable) -> Callable:
+    """Give a command one flag per field of :class:`vat.train.speed.Speed` (its flag and help in
+    the field's metadata) and pass them to ``fn`` as one ``speed`` argument."""
+    import inspect
+    import typing
+    from dataclasses import fields
+
+    from vat.train.speed import Speed
+
+    hints = typing.get_type_hints(Speed)
+    sig = inspect.signature(fn)
+    params = [p for name, p in sig.parameters.items() if name != "speed"]
+    for f in fields(Speed):
+        help = f.metadata["help"] + (" (default: on CUDA)" if f.default is None else "")
+        option = typer.Option(f.default, f.metadata["flags"], help=help)
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                                        annotation=hints[f.name]))  # fmt: skip
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        speed = Speed(**{f.name: kwargs.pop(f.name) for f in fields(Speed)})
+        return fn(*args, speed=speed, **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    return wrapper

@@ -27,105 +27,46 @@ from pathlib import Path
 
 import typer
 
-from stages._ui import console, friendly_errors, rich_track
-from stages.train import Speed, TrainParams
-from stages.train import run as train_run
-from vat.config import from_dict, load_common, read_yaml
-from vat.errors import ParamsError
+from stages import _compose
+from stages._ui import console, friendly_errors, rich_track, speed_options
+from vat.config import load_common, read_yaml
+from vat.eval.paper import TABLE4
 from vat.io import write_json
+from vat.layout import MAIN, Layout
+from vat.train.config import ablation_row
+from vat.train.speed import Speed
 
-OUT = Path("data/ablate")
-RESUME = Path("data/ablate.resume")
-REPORTS = Path("reports/ablate")
-
-# Table 4's rows by name: what each switches, and its label in the report.
-TABLE4 = {
-    "no_cycle": "w/o L_cyc (L_mle only)",
-    "no_mle": "w/o L_mle (L_cyc only)",
-    "no_gate": "L_cyc + L_mle, no gated fusion, no mixup",
-    "gate": "+ gated fusion",
-    "plain_mixup": "+ gated fusion + plain mixup",
-}
+RUNS = ("train",)  # the stages this one runs again (stages/_compose.py; dvc.yaml deps)
 
 
-def row_params(
-    row: str, params_file: Path = Path("params.yaml"), base: dict | None = None
-) -> tuple[TrainParams, dict]:
-    """The ``train`` params of ``row``: params ``train`` (or ``base``, a train section) with
-    ``ablate.ROW`` written over it; and that row's changes."""
-    data = read_yaml(params_file)
-    rows = data.get("ablate")
-    if not isinstance(rows, dict):
-        raise ParamsError(f"{params_file}: missing section 'ablate' (a mapping of row name -> train changes)")
-    if row not in rows:
-        raise ParamsError(f"{params_file}: ablate.{row}: no such row (rows: {', '.join(rows) or 'none'})")
-    changes = rows[row] or {}
-    if not isinstance(changes, dict):
-        raise ParamsError(f"{params_file}: ablate.{row}: expected a mapping of train params, got {changes!r}")
-    base = data.get("train") if base is None else base
-    if not isinstance(base, dict):
-        raise ParamsError(f"{params_file}: missing section 'train'")
-    unknown = sorted(set(changes) - set(base))
-    if unknown:
-        raise ParamsError(
-            f"{params_file}: ablate.{row}.{unknown[0]}: not a train param (known: {', '.join(base)})"
-        )
-    return from_dict(TrainParams, base | changes, f"{params_file}: ablate.{row} over train"), dict(changes)
-
-
-def run(
-    row: str,
-    params_file: Path = Path("params.yaml"),
-    speed: Speed = Speed(),
-    device: str = "auto",
-    fresh: bool = False,
-    out: Path = OUT,
-    resume: Path = RESUME,
-    reports: Path = REPORTS,
-    **paths,
-) -> dict:
+def run(row: str, params_file: Path = Path("params.yaml"), layout: Layout = MAIN, *, speed: Speed = Speed(),
+        device: str = "auto", fresh: bool = False, track=rich_track) -> dict:  # fmt: skip
     """Train row ``row``; returns its metrics (train's, plus the row and its changes)."""
     common = load_common(params_file)
-    params, changes = row_params(row, params_file)
-    m = train_run(
-        common,
-        params,
-        speed,
-        out=out / row,
-        resume_dir=resume / row,
-        reports=reports / row,
-        device=device,
-        fresh=fresh,
-        track=rich_track,
-        **paths,
-    )
+    data = read_yaml(params_file)
+    params, changes = ablation_row(data.get("ablate"), row, data.get("train"), str(params_file))
+    moved = layout.ablation(row)
+    m = _compose.run("train", common, params, moved, speed=speed, device=device, fresh=fresh, track=track)
     if "translator" not in m:  # another rank of a distributed run
         return m
     m = {"row": row, "changes": changes, "label": TABLE4.get(row)} | m | {"train_params": asdict(params)}
-    write_json(m, reports / row / "metrics.json")
+    write_json(m, moved.metrics("train"))
     return m
 
 
 @friendly_errors
+@speed_options
 def command(
     row: str = typer.Argument(..., help="a row of params `ablate`, e.g. no_cycle"),
     params_file: Path = typer.Option(Path("params.yaml"), "--params", help="params file to read"),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ..."),
     fresh: bool = typer.Option(False, "--fresh", help="ignore a resumable state in data/ablate.resume/ROW"),
+    speed: Speed = Speed(),
 ) -> None:
-    """Train one ablation row: `train` with the params of `ablate.ROW` changed (paper Table 4).
-
-    Params: common, train, ablate.ROW. Reads what `vat train` reads. Writes
-    data/ablate/ROW/ (translator.pt, last.pt) and reports/ablate/ROW/ (metrics.json, live/,
-    samples.png). `dvc repro` runs every row.
-    """
-    m = run(row, params_file, device=device, fresh=fresh)
+    """Train one ablation row: `train` with the params of `ablate.ROW` changed (paper Table 4)."""
+    m = run(row, params_file, speed=speed, device=device, fresh=fresh)
     if "translator" not in m:
         return
-    sel = m["selected"]
     changed = ", ".join(f"{k}={v}" for k, v in m["changes"].items()) or "nothing"
-    score = f", val mAP@0.5 {sel['val_map50']:.4f}" if "val_map50" in sel else ""
-    console.print(
-        f"ablate {row} ({changed}): {m['steps']} steps at {m['images_per_second']} img/s; selected epoch "
-        f"{sel['epoch']} ({sel['selected']}{score}) -> {OUT / row}/translator.pt"
-    )
+    summary = _compose.stage("train").summary(m)
+    console.print(f"ablate {row} ({changed}): {summary} -> {MAIN.ablation(row).translator()}")

@@ -4,7 +4,7 @@
 ``data/classify/`` and ``reports/classify/``: prepare -> degrade -> train_detector (D a
 classifier) -> train_restorer -> restore -> pseudolabel (soft labels) -> train (VaT) ->
 each ablation row named in ``classify.rows`` -> evaluate (accuracy, ROC AUC per class,
-roc.png). Every sub-stage is the main stage's own ``run`` with the main params, except what
+roc.png). Every sub-stage is the main stage with the main params, except what
 ``classify.changes`` rewrites, section by section (e.g. ``common: {task: classify}``,
 ``degrade: {method: lowlight}``, ``train_restorer: {arch: sci}``, ``train_detector:
 {model: small_cnn}``). So the default profile scores VaT on object crops of its own scenes
@@ -18,7 +18,7 @@ Writes:  data/classify/<stage>/       each sub-stage's data/<stage>/ (ablate: ab
          reports/classify/<stage>/    each sub-stage's reports/<stage>/ (evaluate: metrics.json,
                                       table.md, roc.png)
          reports/classify/metrics.json   the summary: accuracy and mean AUC of each method
-         (train's resume state in data/classify.resume/ while it runs)
+         (the trainings' resume states in data/classify.resume/ while they run)
 """
 
 from __future__ import annotations
@@ -30,37 +30,47 @@ from typing import Any
 
 import typer
 
-from stages import (
-    ablate,
-    degrade,
-    evaluate,
-    prepare,
-    pseudolabel,
-    restore,
-    train,
-    train_detector,
-    train_restorer,
-)
+from stages import _compose
 from stages._ui import console, friendly_errors, rich_track
 from vat.config import CommonParams, from_dict, merge, read_yaml
+from vat.data.degradations import DegradeParams
+from vat.data.sources import PrepareParams
 from vat.errors import ParamsError
+from vat.eval.paper import TABLE4
+from vat.eval.scoring import EvaluateParams
 from vat.io import write_json
+from vat.labels.rules import PseudolabelParams
+from vat.layout import MAIN, Layout
+from vat.models.restorers.running import RestoreParams
+from vat.models.restorers.training import TrainRestorerParams
+from vat.models.training import TrainDetectorParams
+from vat.train.config import TrainParams, ablation_row
 
-OUT = Path("data/classify")
-RESUME = Path("data/classify.resume")
-REPORTS = Path("reports/classify")
-PSEUDOLABEL_KEYS = ("accuracy_before_filter", "accuracy_after_filter", "kept", "labels")
-SECTIONS = {  # the sections `classify.changes` may rewrite, and their params classes
+# The stages run again, in order (stages/_compose.py), and the params class of each section
+# that `classify.changes` may rewrite.
+RUNS = (
+    "prepare",
+    "degrade",
+    "train_detector",
+    "train_restorer",
+    "restore",
+    "pseudolabel",
+    "train",
+    "evaluate",
+)
+SECTIONS = {
     "common": CommonParams,
-    "prepare": prepare.PrepareParams,
-    "degrade": degrade.DegradeParams,
-    "train_detector": train_detector.TrainDetectorParams,
-    "train_restorer": train_restorer.TrainRestorerParams,
-    "restore": restore.RestoreParams,
-    "pseudolabel": pseudolabel.PseudolabelParams,
-    "train": train.TrainParams,
-    "evaluate": evaluate.EvaluateParams,
+    "prepare": PrepareParams,
+    "degrade": DegradeParams,
+    "train_detector": TrainDetectorParams,
+    "train_restorer": TrainRestorerParams,
+    "restore": RestoreParams,
+    "pseudolabel": PseudolabelParams,
+    "train": TrainParams,
+    "evaluate": EvaluateParams,
 }
+PSEUDOLABEL_KEYS = ("accuracy_before_filter", "accuracy_after_filter", "kept", "labels")
+DEVICE_FREE = ("prepare", "degrade")  # stages that take no --device
 
 
 @dataclass(frozen=True)
@@ -103,61 +113,51 @@ def task_params(params_file: Path = Path("params.yaml")) -> tuple[ClassifyParams
         raise ParamsError(
             f"{params_file}: classify.rows: {missing[0]!r} is not a row of ablate ({', '.join(ablations)})"
         )
+    loaded["ablate"] = ablations
     return cp, loaded
 
 
-def run(params_file: Path = Path("params.yaml"), device: str = "auto", out: Path = OUT, resume: Path = RESUME,
-        reports: Path = REPORTS) -> dict:  # fmt: skip
-    """Run Task 2 end to end; returns the summary written to ``reports/metrics.json``."""
+def task_layout(layout: Layout) -> Layout:
+    """Every stage under ``data/classify/`` and ``reports/classify/``."""
+    return Layout(layout.out("classify"), layout.report("classify"), resume_root=layout.resume("classify"))
+
+
+def run(params_file: Path = Path("params.yaml"), layout: Layout = MAIN, *, device: str = "auto",
+        track=rich_track) -> dict:  # fmt: skip
+    """Run Task 2 end to end; returns the summary written to ``reports/classify/metrics.json``."""
     cp, p = task_params(params_file)
     common: CommonParams = p["common"]
-    clean, deg, rest = (out / f"{s}/manifest.parquet" for s in ("prepare", "degrade", "restore"))
-    models, spec = out / "train_detector", out / "train_restorer/restorer.json"
-
-    def at(stage: str) -> dict[str, Path]:
-        return {"out": out / stage, "reports": reports / stage}
-
-    run_kw = {"device": device, "track": rich_track}
-    m_prep = prepare.run(common, p["prepare"], **at("prepare"), track=rich_track)
-    degrade.run(common, p["degrade"], manifest_path=clean, **at("degrade"), track=rich_track)
-    m_d = train_detector.run(common, p["train_detector"], clean_path=clean, **at("train_detector"), **run_kw)
-    train_restorer.run(common, p["train_restorer"], clean, deg, **at("train_restorer"), **run_kw)
-    m_r = restore.run(common, p["restore"], deg, clean, spec_path=spec, **at("restore"), **run_kw)
-    m_pl = pseudolabel.run(common, p["pseudolabel"], clean, deg, rest, models, **at("pseudolabel"), **run_kw)
-    paths = {"pseudolabels": out / "pseudolabel", "clean_path": clean, "degraded_path": deg,
-             "restored_path": rest, "models": models, "restorer_spec": spec} | run_kw  # fmt: skip
-    m_tr = train.run(common, p["train"], **at("train"), resume_dir=resume / "train", **paths)
+    cl = task_layout(layout)
+    m = {}
+    for stage in RUNS[:-1]:
+        kw = {"track": track} | ({} if stage in DEVICE_FREE else {"device": device})
+        m[stage] = _compose.run(stage, common, p[stage], cl, **kw)
     for row in cp.rows:
-        tp, changes = ablate.row_params(row, params_file, base=p["train_dict"])
-        m = train.run(common, tp, **at(f"ablate/{row}"), resume_dir=resume / "ablate" / row, **paths)
-        row_info = {"row": row, "changes": changes, "label": ablate.TABLE4.get(row)}
-        write_json(row_info | m, reports / "ablate" / row / "metrics.json")
-    arch = json.loads(spec.read_text())["arch"]
-    inputs = evaluate.methods(arch, translators=out / "train", unpaired=out / "unpaired",
-                              ablations=out / "ablate", study=out / "study", clean=clean, degraded=deg,
-                              restored=rest)  # fmt: skip
-    result = evaluate.run(common, p["evaluate"], inputs=inputs, truth_path=clean, models=models,
-                          reports=reports / "evaluate", degraded_path=deg, **run_kw)  # fmt: skip
+        tp, changes = ablation_row(p["ablate"], row, p["train_dict"], str(params_file))
+        moved = cl.ablation(row)
+        mr = _compose.run("train", common, tp, moved, device=device, track=track)
+        write_json({"row": row, "changes": changes, "label": TABLE4.get(row)} | mr, moved.metrics("train"))
+    result = _compose.run("evaluate", common, p["evaluate"], cl, device=device, track=track)
     scores = ("accuracy", "mean_auc")
     summary = {
         "task": "classify",
         "source": p["prepare"].source,
         "classes": common.classes,
         "degradation": p["degrade"].method,
-        "restorer": arch,
+        "restorer": json.loads(cl.restorer_spec.read_text())["arch"],
         "vision_model": p["train_detector"].model,
-        "translator": m_tr["translator"],
-        "images": {s: v["images"] for s, v in m_prep["splits"].items()},
+        "translator": m["train"]["translator"],
+        "images": {s: v["images"] for s, v in m["prepare"]["splits"].items()},
         "split": result["split"],
         "scored_images": result["images"],
-        "clean_test_accuracy_of_D": m_d.get("test_clean_accuracy"),
-        "restorer_test": m_r.get("test", {}),
-        "pseudolabels": {k: m_pl.get(k) for k in PSEUDOLABEL_KEYS},
-        "selected": m_tr["selected"],
+        "clean_test_accuracy_of_D": m["train_detector"].get("test_clean_accuracy"),
+        "restorer_test": m["restore"].get("test", {}),
+        "pseudolabels": {k: m["pseudolabel"].get(k) for k in PSEUDOLABEL_KEYS},
+        "selected": m["train"]["selected"],
         "rows": list(cp.rows),
         "methods": {k: {key: v[key] for key in scores} for k, v in result["methods"].items()},
     }
-    write_json(summary, reports / "metrics.json")
+    write_json(summary, cl.reports / "metrics.json")
     return summary
 
 
@@ -166,14 +166,10 @@ def command(
     params_file: Path = typer.Option(Path("params.yaml"), "--params", help="params file to read"),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ..."),
 ) -> None:
-    """Task 2: the whole pipeline again as low-light classification (the paper's Fig. 6, Table 4 Task 2).
-
-    Params: every pipeline section, rewritten by classify.changes; classify.rows. Writes
-    data/classify/<stage>/ and reports/classify/<stage>/ (evaluate: accuracy, AUC, roc.png),
-    and reports/classify/metrics.json.
-    """
+    """Task 2: the whole pipeline again as low-light classification (the paper's Fig. 6, Table 4 Task 2)."""
     m = run(params_file, device=device)
     for name, v in m["methods"].items():
         auc = "-" if v["mean_auc"] is None else f"{v['mean_auc']:.4f}"
         console.print(f"classify: {name:45s} accuracy {v['accuracy']:.4f}, mean AUC {auc}")
-    console.print(f"classify: -> {REPORTS}/evaluate/ (table.md, roc.png), {REPORTS}/metrics.json")
+    rep = task_layout(MAIN).report("evaluate")
+    console.print(f"classify: -> {rep}/ (table.md, roc.png), {task_layout(MAIN).reports}/metrics.json")

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
+
 import typer
 
 import vat  # noqa: F401  (sets the offline environment before any third-party import)
 from stages import (
     ablate,
-    bench,
-    browse,
     classify,
     degrade,
     evaluate,
     prepare,
-    profile,
     pseudolabel,
     real,
     report,
@@ -22,9 +21,9 @@ from stages import (
     train,
     train_detector,
     train_restorer,
-    translate,
     unpaired,
 )
+from stages.tools import bench, browse, profile, translate
 
 app = typer.Typer(
     name="vat",
@@ -40,24 +39,24 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: no markup eating [brackets], wraps at the terminal
 )
-app.command("prepare")(prepare.command)
-app.command("degrade")(degrade.command)
-app.command("train_restorer")(train_restorer.command)
-app.command("restore")(restore.command)
-app.command("train_detector")(train_detector.command)
-app.command("pseudolabel")(pseudolabel.command)
-app.command("train")(train.command)
-app.command("unpaired")(unpaired.command)
-app.command("ablate")(ablate.command)
-app.command("study")(study.command)
-app.command("classify")(classify.command)
-app.command("real")(real.command)
-app.command("evaluate")(evaluate.command)
-app.command("report")(report.command)
-app.command("translate")(translate.command)
-app.command("browse")(browse.command)
-app.command("profile")(profile.command)
+
+
+def _help(module) -> str:
+    """A stage's help: its command's one-line summary, then what its module docstring says it
+    reads and writes (written once, there)."""
+    summary = inspect.getdoc(module.command).split("\n\n")[0]
+    doc = inspect.getdoc(module) or ""
+    io = doc[doc.index("Reads:") :] if "Reads:" in doc else ""
+    return summary + ("\n\n\b\n" + io if io else "")  # \b: click keeps these lines as they are
+
+
+for _stage in (prepare, degrade, train_restorer, restore, train_detector, pseudolabel, train, unpaired,
+               ablate, study, classify, real, evaluate, report):  # fmt: skip
+    app.command(_stage.__name__.rsplit(".", 1)[1], help=_help(_stage))(_stage.command)
+for _tool in (translate, browse, profile):
+    app.command(_tool.__name__.rsplit(".", 1)[1], help=_help(_tool))(_tool.command)
 app.add_typer(bench.app, name="bench")
 
 

@@ -8,15 +8,14 @@ Writes:  data/degrade/images/<split>/<image_id>.png   one degraded image per cle
          reports/degrade/samples.png                  clean / degraded pairs
 Params:  degrade.method: haze (IA-YOLO's scattering model, the paper's), haze_depth (uses
          the embedded depth map), lowlight (I = J ** gamma), corruption (named
-         imagecorruptions / albumentations transforms). Draws are per image from
-         (common.seed, image id): the same seed gives byte-identical files.
+         imagecorruptions / albumentations transforms); vat/data/degradations.py. Draws are
+         per image from (common.seed, image id): the same seed gives byte-identical files.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -25,83 +24,32 @@ import typer
 
 from stages._ui import Track, console, friendly_errors, no_track, rich_track
 from vat.config import CommonParams, load_common, load_section
-from vat.errors import DataError
-from vat.io import atomic_dir, atomic_path, load_npy, load_rgb, save_png, to_float, to_uint8, write_json
-from vat.manifest import Manifest, read_manifest, write_manifest
-from vat.metrics import psnr
-from vat.seeding import item_rng
+from vat.data.degradations import DegradeParams, degrade_record
+from vat.data.manifest import Manifest, read_manifest, write_manifest
+from vat.eval.metrics import psnr
+from vat.io import atomic_dir, atomic_path, load_rgb, save_png, write_json
+from vat.layout import MAIN, MANIFEST, Layout
 
-IN = Path("data/prepare/manifest.parquet")
-OUT = Path("data/degrade")
-REPORTS = Path("reports/degrade")
-
-
-@dataclass(frozen=True)
-class DegradeParams:
-    """``degrade``: how the degraded copies are drawn."""
-
-    method: Literal["haze", "haze_depth", "lowlight", "corruption"]
-    betas: tuple[float, ...]  # haze: scattering coefficient levels, one drawn per image (IA-YOLO: 0.05..0.14)
-    depth_betas: tuple[float, float]  # haze_depth: beta ~ U(lo, hi), 1/m
-    airlight: float  # A in I = J t + A (1 - t), in [0, 1]
-    gamma_range: tuple[float, float]  # lowlight: gamma ~ U(lo, hi) (paper: 1.5..5)
-    corruptions: tuple[str, ...]  # corruption: "imagecorruptions/fog", "albumentations/RandomRain", ...
-    severities: tuple[int, ...]  # corruption: severity levels, one drawn per image (1..5)
-    splits: tuple[str, ...]  # which splits to degrade
-
-
-def config(params: DegradeParams):
-    from vat.degradations import DegradeConfig
-
-    try:
-        return DegradeConfig(
-            method=params.method,
-            betas=params.betas,
-            depth_betas=params.depth_betas,
-            airlight=params.airlight,
-            gamma_range=params.gamma_range,
-            corruptions=params.corruptions,
-            severities=params.severities,
-        )
-    except ValueError as e:
-        from vat.errors import ParamsError
-
-        raise ParamsError(f"degrade: {e}") from e
+__all__ = ["DegradeParams", "command", "run"]
 
 
 def run(
-    common: CommonParams,
-    params: DegradeParams,
-    manifest_path: Path = IN,
-    out: Path = OUT,
-    reports: Path = REPORTS,
-    track: Track = no_track,
+    common: CommonParams, params: DegradeParams, layout: Layout = MAIN, *, track: Track = no_track
 ) -> dict:
-    from vat.degradations import apply, draw_params
-
-    cfg = config(params)
-    clean = read_manifest(manifest_path)
+    """Degrade the clean images of ``params.splits`` into ``data/degrade``; returns the metrics."""
+    out, reports = layout.out("degrade"), layout.report("degrade")
+    clean = read_manifest(layout.clean)
     records = [r for r in clean.records if r.split in params.splits]
     degraded, rows, psnrs = [], [], []
     with atomic_dir(out) as tmp:
         for r in track(records, "degrade", len(records)):
-            p = draw_params(cfg, item_rng(common.seed, "degrade", r.image_id))
-            depth = None
-            if params.method == "haze_depth":
-                if not r.depth_path:
-                    raise DataError(f"{r.path}: method haze_depth needs a depth map and this image has none")
-                depth = load_npy(r.depth_path).astype(np.float32)
-            image = load_rgb(r.path)
-            try:
-                low = to_uint8(apply(to_float(image), p, depth=depth))
-            except DataError as e:
-                raise DataError(f"{r.path}: {e}") from e
+            image, low, p = degrade_record(params, r, common.seed)
             rel = Path("images") / r.split / f"{r.image_id}.png"
             save_png(low, tmp / rel)
             degraded.append(replace(r, path=str(out / rel)))
             rows.append({"image_id": r.image_id, "split": r.split, "path": str(out / rel)} | p)
             psnrs.append(psnr(image, low, data_range=255))
-        write_manifest(Manifest(degraded, clean.classes), tmp / "manifest.parquet")
+        write_manifest(Manifest(degraded, clean.classes), tmp / MANIFEST)
         with atomic_path(tmp / "params.parquet") as t:
             pq.write_table(pa.Table.from_pylist(rows), t)
     metrics = _metrics(params, rows, psnrs)
@@ -128,7 +76,7 @@ def _metrics(params: DegradeParams, rows: list[dict], psnrs: list[float]) -> dic
 
 
 def _samples(clean, degraded, path: Path, n: int = 6) -> None:
-    from vat.viz import grid
+    from vat.eval.viz import grid
 
     tiles = []
     for c, d in list(zip(clean, degraded, strict=True))[:n]:
@@ -141,16 +89,11 @@ def _samples(clean, degraded, path: Path, n: int = 6) -> None:
 def command(
     params_file: Path = typer.Option(Path("params.yaml"), "--params", help="params file to read"),
 ) -> None:
-    """Write one degraded copy of every clean image, with its drawn parameters.
-
-    Params: common, degrade. Reads data/prepare/manifest.parquet. Writes
-    data/degrade/ (images/<split>/, manifest.parquet, params.parquet) and
-    reports/degrade/ (metrics.json, samples.png).
-    """
+    """Write one degraded copy of every clean image, with its drawn parameters."""
     common = load_common(params_file)
     params = load_section(DegradeParams, "degrade", params_file)
     metrics = run(common, params, track=rich_track)
     console.print(
         f"degrade: {metrics['images']} images, method {params.method}, "
-        f"mean PSNR to clean {metrics['psnr_to_clean_mean']} dB -> {OUT}"
+        f"mean PSNR to clean {metrics['psnr_to_clean_mean']} dB -> {MAIN.out('degrade')}"
     )

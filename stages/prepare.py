@@ -1,223 +1,51 @@
 """prepare: read a clean labelled dataset into one manifest.
 
 Reads:   params.yaml [common, prepare]; for non-embedded sources the folder prepare.root
-Writes:  data/prepare/manifest.parquet   the manifest (schema in vat/manifest.py)
+Writes:  data/prepare/manifest.parquet   the manifest (schema in vat/data/manifest.py)
          data/prepare/images/            embedded images, and converted copies of inputs
                                          that were not plain 8-bit upright RGB
          data/prepare/depth/             per-pixel depth (.npy, metres; embedded only)
          reports/prepare/metrics.json    counts per split and class, unknown / ignored names
          reports/prepare/samples.png     a grid of training images with their boxes
 Params:  prepare.source picks the reader: ``embedded`` generates road scenes from
-         common.seed (no download); voc | yolo | coco | exdark | cifar10 read a folder.
+         common.seed (no download); voc | yolo | coco | exdark | cifar10 read a folder
+         (vat/data/sources.py, vat/data/readers/).
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-import numpy as np
 import typer
 
 from stages._ui import Track, console, friendly_errors, no_track, rich_track
 from vat.config import CommonParams, load_common, load_section
-from vat.errors import ParamsError
-from vat.io import atomic_dir, save_npy, save_png, write_json
-from vat.manifest import SPLITS, Box, Manifest, Record, write_manifest
-from vat.seeding import item_rng
+from vat.data.manifest import Manifest, write_manifest
+from vat.data.sources import PrepareParams, counts, read_source
+from vat.io import atomic_dir, save_png, write_json
+from vat.layout import MAIN, MANIFEST, Layout
 
-OUT = Path("data/prepare")
-REPORTS = Path("reports/prepare")
-
-
-@dataclass(frozen=True)
-class EmbeddedParams:
-    """``prepare.embedded``: the generated road-scene dataset."""
-
-    width: int  # image width, px
-    height: int  # image height, px
-    n_train: int  # images (crops for task classify) in the train split
-    n_val: int  # ... in the val split (checkpoint selection)
-    n_test: int  # ... in the test split (reported only)
-    targets: tuple[int, int]  # target objects per scene, inclusive range
-    distractors: tuple[int, int]  # non-target objects per scene (poles, trees, ...), inclusive range
-    crop_size: int  # task classify: side of each object crop, px
-
-    def __post_init__(self) -> None:
-        if min(self.width, self.height) < 32:
-            raise ValueError("embedded.width and embedded.height must be at least 32 px")
-        if min(self.n_train, self.n_val, self.n_test) < 1:
-            raise ValueError("embedded.n_train, n_val and n_test must be at least 1")
-        for name in ("targets", "distractors"):
-            lo, hi = getattr(self, name)
-            if not 0 <= lo <= hi:
-                raise ValueError(f"embedded.{name} must be [lo, hi] with 0 <= lo <= hi")
-
-
-@dataclass(frozen=True)
-class PrepareParams:
-    """``prepare``: where the clean labelled data comes from."""
-
-    source: Literal["embedded", "voc", "yolo", "coco", "exdark", "cifar10"]
-    root: str | None  # dataset folder (not used by embedded)
-    annotations: str | None  # coco: annotation json, relative to root (optional)
-    split_ratios: tuple[float, float, float]  # train/val/test when the dataset defines no split
-    on_error: Literal["stop", "skip"]  # bad image or annotation: stop, or skip it and count it
-    keep_empty: bool  # keep images with no box of a task class
-    aliases: dict[str, str]  # extra class-name aliases, e.g. {"van": "car"}
-    embedded: EmbeddedParams
-
-    def __post_init__(self) -> None:
-        if self.source != "embedded" and not self.root:
-            raise ValueError(f"prepare.root: source {self.source!r} needs the dataset folder")
-        if any(r < 0 for r in self.split_ratios) or abs(sum(self.split_ratios) - 1) > 1e-6:
-            raise ValueError("prepare.split_ratios must be three non-negative numbers summing to 1")
+__all__ = ["PrepareParams", "command", "run"]
 
 
 def run(
-    common: CommonParams,
-    params: PrepareParams,
-    out: Path = OUT,
-    reports: Path = REPORTS,
-    track: Track = no_track,
+    common: CommonParams, params: PrepareParams, layout: Layout = MAIN, *, track: Track = no_track
 ) -> dict:
-    """Build the manifest under ``out`` (swapped in atomically) and return the metrics."""
+    """Build the manifest under ``data/prepare`` (swapped in atomically) and return the metrics."""
+    out, reports = layout.out("prepare"), layout.report("prepare")
     with atomic_dir(out) as tmp:
-        if params.source == "embedded":
-            manifest, extra = _embedded(common, params.embedded, out, tmp, track)
-        else:
-            manifest, extra = _external(common, params, out, tmp)
-        write_manifest(manifest, tmp / "manifest.parquet")
-    metrics = _metrics(manifest) | extra
+        manifest, extra = read_source(common, params, out, tmp, track)
+        write_manifest(manifest, tmp / MANIFEST)
+    metrics = counts(manifest) | extra
     reports.mkdir(parents=True, exist_ok=True)
     write_json(metrics, reports / "metrics.json")
     _samples(manifest, reports / "samples.png")
     return metrics
 
 
-def _embedded(common: CommonParams, p: EmbeddedParams, out: Path, tmp: Path, track: Track):
-    from vat.embedded import EMBEDDED_CLASSES, SceneSpec, crop_objects, render_scene
-
-    missing = [c for c in EMBEDDED_CLASSES if c not in common.classes]
-    if missing:
-        raise ParamsError(
-            f"common.classes: the embedded dataset draws {EMBEDDED_CLASSES}; {missing} are not listed"
-        )
-    remap = np.array([common.classes.index(c) for c in EMBEDDED_CLASSES])
-    spec = SceneSpec(width=p.width, height=p.height, targets=p.targets, distractors=p.distractors)
-    counts = {"train": p.n_train, "val": p.n_val, "test": p.n_test}
-    records: list[Record] = []
-    for split in SPLITS:
-        if common.task == "classify":
-            records += _embedded_crops(
-                common.seed,
-                spec,
-                p.crop_size,
-                split,
-                counts[split],
-                remap,
-                out,
-                tmp,
-                track,
-                render_scene,
-                crop_objects,
-            )
-            continue
-        for i in track(range(counts[split]), f"prepare {split}", counts[split]):
-            image_id = f"{split}_{i:05d}"
-            scene = render_scene(spec, item_rng(common.seed, "scene", image_id))
-            save_png(scene.image, tmp / "images" / f"{image_id}.png")
-            save_npy(scene.depth.astype(np.float16), tmp / "depth" / f"{image_id}.npy")
-            boxes = [Box(int(remap[b.cls]), b.x1, b.y1, b.x2, b.y2, b.difficult) for b in scene.boxes]
-            records.append(
-                Record(
-                    image_id=image_id,
-                    path=str(out / "images" / f"{image_id}.png"),
-                    width=p.width,
-                    height=p.height,
-                    split=split,
-                    source="embedded",
-                    depth_path=str(out / "depth" / f"{image_id}.npy"),
-                    boxes=boxes,
-                )
-            )
-    return Manifest(records, list(common.classes)), {"source": "embedded"}
-
-
-def _embedded_crops(seed, spec, size, split, n, remap, out, tmp, track, render_scene, crop_objects):
-    """Classification variant: object crops with their class as the image label."""
-    records: list[Record] = []
-    scene_i = 0
-    progress = iter(track(range(n), f"prepare {split} crops", n))
-    while len(records) < n:
-        scene = render_scene(spec, item_rng(seed, "scene", f"{split}_crops_{scene_i:05d}"))
-        for j, (crop, cls) in enumerate(crop_objects(scene, size)):
-            if len(records) == n:
-                break
-            image_id = f"{split}_{scene_i:05d}_{j}"
-            save_png(crop, tmp / "images" / f"{image_id}.png")
-            records.append(
-                Record(
-                    image_id=image_id,
-                    path=str(out / "images" / f"{image_id}.png"),
-                    width=size,
-                    height=size,
-                    split=split,
-                    source="embedded",
-                    label=int(remap[cls]),
-                )
-            )
-            next(progress, None)
-        scene_i += 1
-        if scene_i > 100 * n + 100:
-            raise ParamsError("prepare.embedded: scenes yield no object crops; raise targets or size")
-    return records
-
-
-def _external(common: CommonParams, params: PrepareParams, out: Path, tmp: Path):
-    from vat.readers import read_dataset
-
-    manifest, report = read_dataset(
-        params.source,
-        params.root,
-        list(common.classes),
-        seed=common.seed,
-        convert_dir=tmp / "images",
-        split_ratios=params.split_ratios,
-        on_error=params.on_error,
-        keep_empty=params.keep_empty,
-        aliases=params.aliases,
-        annotations=params.annotations,
-        task_kind="classify" if common.task == "classify" else "detect",
-    )
-    # Converted copies were written under the temporary folder; point at their final place.
-    tmp_prefix, final_prefix = str(tmp / "images"), str(out / "images")
-    for r in manifest.records:
-        if r.path.startswith(tmp_prefix):
-            r.path = final_prefix + r.path[len(tmp_prefix) :]
-    return manifest, {"source": params.source, "read": report.to_dict()}
-
-
-def _metrics(manifest: Manifest) -> dict:
-    per_split = {}
-    for split in SPLITS:
-        recs = manifest.split(split)
-        boxes = Counter(manifest.classes[b.cls] for r in recs for b in r.boxes)
-        labels = Counter(manifest.classes[r.label] for r in recs if r.label >= 0)
-        per_split[split] = {
-            "images": len(recs),
-            "boxes": sum(boxes.values()),
-            "boxes_per_class": {c: boxes.get(c, 0) for c in manifest.classes} if boxes else {},
-            "labels_per_class": {c: labels.get(c, 0) for c in manifest.classes} if labels else {},
-        }
-    return {"images": len(manifest.records), "classes": manifest.classes, "splits": per_split}
-
-
 def _samples(manifest: Manifest, path: Path, n: int = 12) -> None:
+    from vat.eval.viz import draw_boxes, grid, label_strip
     from vat.io import load_rgb
-    from vat.viz import draw_boxes, grid, label_strip
 
     recs = manifest.split("train")[:n] or manifest.records[:n]
     tiles = []
@@ -235,12 +63,7 @@ def _samples(manifest: Manifest, path: Path, n: int = 12) -> None:
 def command(
     params_file: Path = typer.Option(Path("params.yaml"), "--params", help="params file to read"),
 ) -> None:
-    """Read a clean labelled dataset into data/prepare/manifest.parquet.
-
-    Params: common, prepare. Reads, unless prepare.source is `embedded`, the dataset
-    folder prepare.root. Writes data/prepare/ (manifest, images, depth) and
-    reports/prepare/ (metrics.json, samples.png).
-    """
+    """Read a clean labelled dataset into data/prepare/manifest.parquet."""
     common = load_common(params_file)
     params = load_section(PrepareParams, "prepare", params_file)
     metrics = run(common, params, track=rich_track)
@@ -248,12 +71,12 @@ def command(
     console.print(
         f"prepare: {metrics['images']} images from {params.source} "
         f"(train {s['train']['images']}, val {s['val']['images']}, test {s['test']['images']}) "
-        f"-> {OUT / 'manifest.parquet'}"
+        f"-> {MAIN.clean}"
     )
     read = metrics.get("read", {})
     if read.get("unknown_classes"):
         console.print(f"[yellow]unknown class names (not used):[/yellow] {read['unknown_classes']}")
     if read.get("n_skipped"):
         console.print(
-            f"[yellow]skipped {read['n_skipped']} bad items[/yellow] (see {REPORTS / 'metrics.json'})"
+            f"[yellow]skipped {read['n_skipped']} bad items[/yellow] (see {MAIN.metrics('prepare')})"
         )

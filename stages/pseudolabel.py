@@ -1,21 +1,15 @@
 """pseudolabel: D's pseudo-labels for self-training, with NUQ uncertainty, cached to Parquet.
 
 Because R and D are frozen and the inputs are not augmented, pseudo-labels never change
-during training: they are computed here once (SPEC stage 5; the authors' release
-recomputes them every step, which is exact only because of that).
-
-The training split is divided into the images VaT sees degraded and the images it sees
-clean: by default two disjoint halves (``pairing: disjoint``, stricter than the paper);
-``pairing: shared`` uses every training image in both roles, as the paper's VOCh does.
-For each degraded image: D on I_LQ and on R(I_LQ), merged by class-wise NMS keeping the
-most confident box (its source recorded). NUQ scores every box against a reference set of
-D's predictions on the clean images; boxes whose epistemic uncertainty exceeds epsilon
-(a quantile rule) are dropped. D on the clean images gives Y_HQ with its own uncertainty.
-Ground truth is read only to report pseudo-label quality, never to choose a label.
+during training: they are computed here once. The training split is divided into the
+images VaT sees degraded and those it sees clean (``pairing``); D runs on I_LQ and R(I_LQ)
+(merged by NMS) and on I_HQ; NUQ scores every box and the epsilon rule filters and weighs
+them (vat/labels/rules.py). Ground truth is read only to report pseudo-label quality,
+never to choose a label.
 
 Reads:   params.yaml [common, pseudolabel]; data/prepare/, data/degrade/, data/restore/,
          data/train_detector/
-Writes:  data/pseudolabel/boxes.parquet    one row per box (schema: vat/pseudolabels.py)
+Writes:  data/pseudolabel/boxes.parquet    one row per box (schema: vat/labels/pseudolabels.py)
          data/pseudolabel/images.parquet   the self-training images and their role
          data/pseudolabel/labels.parquet   (task classify) one row per image
          reports/pseudolabel/metrics.json  precision / recall before and after the filter,
@@ -25,319 +19,48 @@ Writes:  data/pseudolabel/boxes.parquet    one row per box (schema: vat/pseudola
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-import torch
 import typer
 
 from stages._ui import Track, console, friendly_errors, no_track, rich_track
 from vat.config import CommonParams, load_common, load_section
-from vat.datasets import resolve_device
-from vat.errors import DataError
-from vat.io import atomic_dir, atomic_path, write_json
-from vat.manifest import Manifest, Record, read_manifest
-from vat.seeding import item_seed
+from vat.data.images import resolve_device
+from vat.io import atomic_dir, write_json
+from vat.labels.rules import PseudolabelParams, classify, detect, sources, write_images
+from vat.layout import MAIN, Layout
 
-CLEAN = Path("data/prepare/manifest.parquet")
-DEGRADED = Path("data/degrade/manifest.parquet")
-RESTORED = Path("data/restore/manifest.parquet")
-MODELS = Path("data/train_detector")
-OUT = Path("data/pseudolabel")
-REPORTS = Path("reports/pseudolabel")
-
-
-@dataclass(frozen=True)
-class PseudolabelParams:
-    """``pseudolabel``: how pseudo-labels are made, scored and filtered."""
-
-    pairing: Literal["disjoint", "shared"]  # degraded and clean training images: disjoint halves, or the same
-    conf: float  # D's score threshold for a candidate box
-    nms_iou: float  # D's own NMS IoU
-    merge_iou: float  # IoU of the NMS that merges D(I_LQ) and D(I_R)
-    k: int  # NUQ neighbours (the authors used 20)
-    bandwidth: float | str  # NUQ RBF bandwidth: a rule name (see vat/uncertainty.py) or a number
-    metric: Literal["cosine", "euclidean"]  # NUQ feature distance
-    nuq_mode: Literal[
-        "classification", "regression"
-    ]  # NUQ target: D's class, or its confidence (released code)
-    epsilon_quantile: float  # epsilon = this quantile of the epistemic scores named by epsilon_of
-    epsilon_of: Literal["query", "reference"]  # query: the degraded boxes; reference: the clean boxes
-    weight_range: tuple[float, float]  # loss weight of the most / least certain kept box maps into [lo, hi]
-
-    def __post_init__(self) -> None:
-        if not 0 < self.epsilon_quantile <= 1:
-            raise ValueError("pseudolabel.epsilon_quantile must be in (0, 1]")
-        if self.k < 1 or not 0 <= self.conf < 1:
-            raise ValueError("pseudolabel.k must be >= 1 and conf in [0, 1)")
-        lo, hi = self.weight_range
-        if not 0 <= lo <= hi <= 1:
-            raise ValueError("pseudolabel.weight_range must be [lo, hi] with 0 <= lo <= hi <= 1")
-
-
-def roles(clean: Manifest, seed: int, pairing: str) -> dict[str, list[Record]]:
-    """The training images VaT sees degraded and those it sees clean."""
-    train = clean.split("train")
-    if pairing == "shared":
-        return {"degraded": train, "clean": train}
-    order = sorted(train, key=lambda r: item_seed(seed, "pairing", r.image_id))
-    half = len(order) // 2
-    return {"degraded": sorted(order[:half], key=lambda r: r.image_id),
-            "clean": sorted(order[half:], key=lambda r: r.image_id)}  # fmt: skip
+__all__ = ["PseudolabelParams", "command", "run"]
 
 
 def run(
     common: CommonParams,
     params: PseudolabelParams,
-    clean_path: Path = CLEAN,
-    degraded_path: Path = DEGRADED,
-    restored_path: Path = RESTORED,
-    models: Path = MODELS,
-    out: Path = OUT,
-    reports: Path = REPORTS,
+    layout: Layout = MAIN,
+    *,
     device: str = "auto",
     batch: int = 16,
     track: Track = no_track,
 ) -> dict:
+    """Pseudo-labels into ``data/pseudolabel``; returns their quality report."""
     dev = resolve_device(device)
-    clean = read_manifest(clean_path)
-    low = {r.image_id: r for r in read_manifest(degraded_path).records}
-    rest = {r.image_id: r for r in read_manifest(restored_path).records}
-    role = roles(clean, common.seed, params.pairing)
-    for r in role["degraded"]:
-        for name, table, path in (("degraded", low, degraded_path), ("restored", rest, restored_path)):
-            if r.image_id not in table:
-                raise DataError(f"{path}: has no {name} image for training image {r.image_id!r}")
+    src = sources(common.task, common.seed, params.pairing, layout.clean, layout.degraded, layout.restored,
+                  layout.models)  # fmt: skip
     t0 = time.perf_counter()
-    with atomic_dir(out) as tmp:
-        images = [{"image_id": r.image_id, "domain": d, "split": r.split} for d in role for r in role[d]]
-        _write(images, pa.Table.from_pylist, "images.parquet", tmp)
-        if common.task == "classify":
-            metrics = _classify(common, params, clean, role, low, rest, models, tmp, dev, batch, track)
-        else:
-            metrics = _detect(common, params, clean, role, low, rest, models, tmp, dev, batch, track)
+    with atomic_dir(layout.pseudolabels) as tmp:
+        write_images(src, tmp)
+        make = classify if common.task == "classify" else detect
+        metrics = make(src, params, tmp, dev, batch, track)
     seconds = time.perf_counter() - t0
     metrics["seconds"] = round(seconds, 2)
     # D runs on every degraded image twice (I_LQ, I_R) and on every clean one once.
-    metrics["d_images_per_s"] = round((2 * len(role["degraded"]) + len(role["clean"])) / seconds, 2)
+    metrics["d_images_per_s"] = round((2 * len(src.role["degraded"]) + len(src.role["clean"])) / seconds, 2)
     metrics["pairing"] = params.pairing
-    metrics["images"] = {d: len(v) for d, v in role.items()}
+    metrics["images"] = {d: len(v) for d, v in src.role.items()}
+    reports = layout.report("pseudolabel")
     reports.mkdir(parents=True, exist_ok=True)
     write_json(metrics, reports / "metrics.json")
     return metrics
-
-
-def _write(rows, to_table, name: str, tmp: Path, schema=None) -> None:
-    table = pa.Table.from_pylist(rows, schema=schema) if schema is not None else to_table(rows)
-    with atomic_path(tmp / name) as t:
-        pq.write_table(table, t)
-
-
-# ---------------------------------------------------------------------------- detection
-
-
-def _predict(detector, records: list[Record], params, dev, batch, track, label: str):
-    """D with per-box features on each record's image, in order."""
-    from vat.evaluation import run_records
-
-    batches = run_records(lambda x: detector.predict(x, conf=params.conf, iou=params.nms_iou), records, batch,
-                          dev, track, f"pseudolabel: D({label})")  # fmt: skip
-    return [d for dets in batches for d in dets]
-
-
-def _detect(common, params, clean, role, low, rest, models, tmp, dev, batch, track) -> dict:
-    from vat.evaluation import load_vision_model
-    from vat.pseudolabels import BOX_SCHEMA, Candidates, match_truth, merge
-
-    det = load_vision_model(common.task, models, clean.classes, dev)
-    deg_recs = role["degraded"]
-    on_low = _predict(det, [low[r.image_id] for r in deg_recs], params, dev, batch, track, "I_LQ")
-    on_rest = _predict(det, [rest[r.image_id] for r in deg_recs], params, dev, batch, track, "I_R")
-    on_clean = _predict(det, role["clean"], params, dev, batch, track, "I_HQ")
-
-    merged = [
-        merge([Candidates.from_detections(a, "degraded"), Candidates.from_detections(b, "restored")],
-              params.merge_iou)
-        for a, b in zip(on_low, on_rest, strict=True)
-    ]  # fmt: skip
-    ref = [Candidates.from_detections(d, "clean") for d in on_clean]
-    ref_feats = np.concatenate([c.features for c in ref]) if ref else np.zeros((0, det.feature_dim))
-    if len(ref_feats) < params.k:
-        raise DataError(
-            f"{models / 'detector.pt'}: D found {len(ref_feats)} boxes on the clean training images, fewer "
-            f"than pseudolabel.k = {params.k}; the NUQ reference set is too small (lower pseudolabel.conf?)"
-        )
-    ref_cls = np.concatenate([c.classes for c in ref])
-    ref_conf = np.concatenate([c.scores for c in ref])
-    nuq = _nuq(params, dev).fit(
-        torch.from_numpy(ref_feats),
-        torch.from_numpy(ref_cls if params.nuq_mode == "classification" else ref_conf),
-    )
-    deg_scores = _score(nuq, merged)
-    clean_scores = _score(nuq, ref)
-    eps = _epsilon(params, deg_scores["epistemic"], clean_scores["epistemic"])
-
-    rows, truth_rows = [], []
-    for r, c, s in zip(deg_recs, merged, _split(deg_scores, merged), strict=True):
-        kept = s["epistemic"] <= eps
-        correct = match_truth(c.boxes, c.classes, c.scores, r.boxes)  # report only
-        rows += _rows(r.image_id, "degraded", c, s, kept, _weights(params, s["epistemic"], eps, kept))
-        truth_rows.append((c, s, kept, correct, len([b for b in r.boxes if not b.difficult])))
-    for r, c, s in zip(role["clean"], ref, _split(clean_scores, ref), strict=True):
-        kept = np.ones(len(c.scores), dtype=bool)
-        rows += _rows(r.image_id, "clean", c, s, kept, _weights(params, s["epistemic"], eps, kept))
-    _write(rows, None, "boxes.parquet", tmp, schema=BOX_SCHEMA)
-    return {"task": common.task, "epsilon": float(eps), "boxes": len(rows)} | _quality(truth_rows)
-
-
-def _nuq(params, dev):
-    from vat.uncertainty import NUQ
-
-    return NUQ(k=params.k, bandwidth=params.bandwidth, metric=params.metric, device=dev, mode=params.nuq_mode)
-
-
-def _score(nuq, cands) -> dict[str, np.ndarray]:
-    feats = np.concatenate([c.features for c in cands]) if cands else np.zeros((0, 1), np.float32)
-    if len(feats) == 0:
-        return {k: np.zeros(0, np.float32) for k in ("aleatoric", "epistemic", "total")}
-    res = nuq.predict(torch.from_numpy(feats))
-    return {
-        k: getattr(res, k).detach().cpu().numpy().astype(np.float32)
-        for k in ("aleatoric", "epistemic", "total")
-    }
-
-
-def _split(scores: dict[str, np.ndarray], cands) -> list[dict[str, np.ndarray]]:
-    """Per-image slices of the flat score arrays."""
-    out, start = [], 0
-    for c in cands:
-        n = len(c.scores)
-        out.append({k: v[start : start + n] for k, v in scores.items()})
-        start += n
-    return out
-
-
-def _epsilon(params, deg_epistemic: np.ndarray, clean_epistemic: np.ndarray) -> float:
-    pool = deg_epistemic if params.epsilon_of == "query" else clean_epistemic
-    if len(pool) == 0:
-        return float("inf")
-    return float(np.quantile(pool, params.epsilon_quantile))
-
-
-def _weights(params, epistemic: np.ndarray, eps: float, kept: np.ndarray) -> np.ndarray:
-    """Kept boxes: weight falls linearly from hi (least uncertain) to lo (at epsilon); dropped: 0."""
-    from vat.uncertainty import loss_weights
-
-    lo, hi = params.weight_range
-    w = (
-        loss_weights(torch.from_numpy(epistemic), lo=lo, hi=hi, eps=eps).numpy()
-        if len(epistemic)
-        else epistemic
-    )
-    return np.where(kept, w, 0.0).astype(np.float32)
-
-
-def _rows(image_id, domain, c, s, kept, weight) -> list[dict]:
-    return [
-        {"image_id": image_id, "domain": domain, "source": str(c.sources[i]), "cls": int(c.classes[i]),
-         "confidence": float(c.scores[i]), "x1": float(c.boxes[i, 0]), "y1": float(c.boxes[i, 1]),
-         "x2": float(c.boxes[i, 2]), "y2": float(c.boxes[i, 3]), "aleatoric": float(s["aleatoric"][i]),
-         "epistemic": float(s["epistemic"][i]), "total": float(s["total"][i]), "weight": float(weight[i]),
-         "kept": bool(kept[i])}
-        for i in range(len(c.scores))
-    ]  # fmt: skip
-
-
-def _quality(truth_rows) -> dict:
-    """Precision / recall at IoU 0.5 before and after the filter; AUROC of the uncertainty."""
-    from sklearn.metrics import roc_auc_score
-
-    n_gt = sum(t[4] for t in truth_rows)
-    correct = np.concatenate([t[3] for t in truth_rows]) if truth_rows else np.zeros(0, bool)
-    kept = np.concatenate([t[2] for t in truth_rows]) if truth_rows else np.zeros(0, bool)
-    sources = np.concatenate([t[0].sources for t in truth_rows]) if truth_rows else np.zeros(0, object)
-    scores = {k: np.concatenate([t[1][k] for t in truth_rows]) for k in ("epistemic", "aleatoric", "total")}
-
-    def pr(mask):
-        tp = int((correct & mask).sum())
-        return {"boxes": int(mask.sum()), "tp": tp, "precision": round(tp / max(int(mask.sum()), 1), 4),
-                "recall": round(tp / max(n_gt, 1), 4)}  # fmt: skip
-
-    everything = np.ones_like(correct)
-    out = {"ground_truth_boxes": int(n_gt), "before_filter": pr(everything), "after_filter": pr(kept),
-           "by_source": {s: pr(sources == s) for s in ("degraded", "restored")}}  # fmt: skip
-    auroc = {}
-    if 0 < correct.sum() < len(correct):
-        for k, v in scores.items():
-            # Higher uncertainty should mean wrong: AUROC of -u for telling correct boxes.
-            auroc[k] = round(float(roc_auc_score(correct, -v)), 4)
-    out["auroc_correct_vs_wrong"] = auroc
-    return out
-
-
-# ----------------------------------------------------------------------- classification
-
-
-def _classify(common, params, clean, role, low, rest, models, tmp, dev, batch, track) -> dict:
-    from sklearn.metrics import roc_auc_score
-
-    from vat.evaluation import load_vision_model, run_records
-    from vat.pseudolabels import LABEL_SCHEMA
-
-    clf = load_vision_model(common.task, models, clean.classes, dev)
-
-    def predict(records, label):
-        outs = run_records(clf.predict, records, batch, dev, track, f"pseudolabel: D({label})")
-        probs = np.concatenate([p.probs.cpu().numpy() for p in outs])
-        return probs, np.concatenate([p.features.cpu().numpy() for p in outs]).astype(np.float32)
-
-    deg = role["degraded"]
-    p_low, f_low = predict([low[r.image_id] for r in deg], "I_LQ")
-    p_rest, f_rest = predict([rest[r.image_id] for r in deg], "I_R")
-    p_clean, f_clean = predict(role["clean"], "I_HQ")
-    use_rest = p_rest.max(1) > p_low.max(1)  # the more confident of D(I_LQ) and D(I_R)
-    probs = np.where(use_rest[:, None], p_rest, p_low)
-    feats = np.where(use_rest[:, None], f_rest, f_low)
-    target = p_clean.argmax(1) if params.nuq_mode == "classification" else p_clean.max(1)
-    nuq = _nuq(params, dev).fit(torch.from_numpy(f_clean), torch.from_numpy(target))
-    res_deg, res_clean = nuq.predict(torch.from_numpy(feats)), nuq.predict(torch.from_numpy(f_clean))
-    deg_ep, clean_ep = res_deg.epistemic.cpu().numpy(), res_clean.epistemic.cpu().numpy()
-    eps = _epsilon(params, deg_ep, clean_ep)
-    kept = deg_ep <= eps
-    rows = []
-    for domain, recs, pr, res, k, src in (
-        ("degraded", deg, probs, res_deg, kept, np.where(use_rest, "restored", "degraded")),
-        (
-            "clean",
-            role["clean"],
-            p_clean,
-            res_clean,
-            np.ones(len(p_clean), bool),
-            np.array(["clean"] * len(p_clean)),
-        ),
-    ):
-        ep = res.epistemic.cpu().numpy()
-        w = _weights(params, ep.astype(np.float32), eps, k)
-        for i, r in enumerate(recs):
-            rows.append({"image_id": r.image_id, "domain": domain, "source": str(src[i]),
-                         "probs": pr[i].astype(np.float32).tolist(), "label": int(pr[i].argmax()),
-                         "confidence": float(pr[i].max()), "aleatoric": float(res.aleatoric[i]),
-                         "epistemic": float(ep[i]), "total": float(res.total[i]), "weight": float(w[i]),
-                         "kept": bool(k[i])})  # fmt: skip
-    _write(rows, None, "labels.parquet", tmp, schema=LABEL_SCHEMA)
-    truth = np.array([r.label for r in deg])
-    correct = probs.argmax(1) == truth  # report only
-    out = {"task": common.task, "epsilon": float(eps), "labels": len(rows),
-           "accuracy_before_filter": round(float(correct.mean()), 4),
-           "accuracy_after_filter": round(float(correct[kept].mean()), 4) if kept.any() else None,
-           "kept": int(kept.sum())}  # fmt: skip
-    if 0 < correct.sum() < len(correct):
-        out["auroc_correct_vs_wrong"] = {"epistemic": round(float(roc_auc_score(correct, -deg_ep)), 4)}
-    return out
 
 
 @friendly_errors
@@ -346,21 +69,16 @@ def command(
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ..."),
     batch: int = typer.Option(16, help="images per forward pass (speed only)"),
 ) -> None:
-    """Pseudo-labels for self-training: D on I_LQ and R(I_LQ) merged by NMS, NUQ uncertainty, epsilon filter.
-
-    Params: common, pseudolabel. Reads data/prepare/, data/degrade/, data/restore/,
-    data/train_detector/. Writes data/pseudolabel/ (boxes.parquet or labels.parquet,
-    images.parquet) and reports/pseudolabel/metrics.json (precision / recall before and
-    after the filter, AUROC of the uncertainty; ground truth is used for that report only).
-    """
+    """Pseudo-labels for self-training: D on I_LQ and R(I_LQ), NUQ uncertainty, the epsilon filter."""
     common = load_common(params_file)
     params = load_section(PseudolabelParams, "pseudolabel", params_file)
     m = run(common, params, device=device, batch=batch, track=rich_track)
     if common.task == "classify":
         console.print(f"pseudolabel: {m['labels']} labels, accuracy {m['accuracy_before_filter']} -> "
-                      f"{m['accuracy_after_filter']} after the filter -> {OUT}")  # fmt: skip
+                      f"{m['accuracy_after_filter']} after the filter -> {MAIN.pseudolabels}")  # fmt: skip
     else:
         b, a = m["before_filter"], m["after_filter"]
+        auroc = m["auroc_correct_vs_wrong"].get("epistemic")
         console.print(f"pseudolabel: {b['boxes']} -> {a['boxes']} boxes on degraded images, precision "
                       f"{b['precision']} -> {a['precision']}, recall {b['recall']} -> {a['recall']}, "
-                      f"AUROC {m['auroc_correct_vs_wrong'].get('epistemic')} -> {OUT}")  # fmt: skip
+                      f"AUROC {auroc} -> {MAIN.pseudolabels}")  # fmt: skip

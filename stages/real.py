@@ -34,21 +34,20 @@ from typing import Literal
 
 import typer
 
-from stages import degrade, evaluate, prepare, restore
+from stages import _compose
 from stages._ui import console, friendly_errors, rich_track
 from vat.config import CommonParams, from_dict, load_common, load_section, read_yaml
+from vat.data.degradations import DegradeParams
+from vat.data.manifest import Manifest, read_manifest, write_manifest
+from vat.data.sources import PrepareParams, read_embedded, read_external
 from vat.errors import DataError, ParamsError
+from vat.eval.scoring import EvaluateParams, evaluate, methods
 from vat.io import atomic_dir, write_json
-from vat.manifest import Manifest, read_manifest, write_manifest
+from vat.layout import MAIN, MANIFEST, Layout
+from vat.models.restorers.running import RestoreParams
 from vat.seeding import item_seed
 
-OUT = Path("data/real")
-REPORTS = Path("reports/real")
-CLEAN = Path("data/prepare/manifest.parquet")
-RESTORER = Path("data/train_restorer/restorer.json")
-MODELS = Path("data/train_detector")
-TRANSLATORS = Path("data/train")
-UNPAIRED = Path("data/unpaired")
+RUNS = ("degrade", "restore")  # run again on each set (stages/_compose.py)
 
 
 @dataclass(frozen=True)
@@ -79,64 +78,74 @@ def sets(params_file: Path = Path("params.yaml")) -> dict[str, RealSet]:
     return {k: from_dict(RealSet, v, f"{params_file}: real.{k}") for k, v in data.items() if v is not None}
 
 
-def _read(common: CommonParams, pp: prepare.PrepareParams, dp: degrade.DegradeParams, name: str, s: RealSet,
-          d: Path, r: Path) -> Path:  # fmt: skip
-    """The set's degraded images as a manifest (every scored record in split ``test``); its path."""
+def set_layout(layout: Layout, name: str) -> Layout:
+    """``layout`` with prepare, degrade and restore writing under ``data/real/NAME/`` (reports
+    under ``reports/real/NAME/``); D, R and the translators stay the main run's."""
+    d, r = layout.out("real") / name, layout.report("real") / name
+    return layout.within(("prepare", *RUNS), d, r, layout.resume("real") / name)
+
+
+def _read(common: CommonParams, pp: PrepareParams, dp: DegradeParams, name: str, s: RealSet,
+          moved: Layout) -> Layout:  # fmt: skip
+    """The set's degraded images as a manifest (every scored record in split ``test``); returns
+    the layout whose clean and degraded manifests are both it (no clean pictures)."""
+    d = moved.out("prepare")
     if s.source == "embedded":
         seed = item_seed(common.seed, "real", name) % (2**31)
         emb = replace(pp.embedded, n_train=1, n_val=1)  # only the test scenes are used
-        with atomic_dir(d / "prepare") as tmp:
-            manifest, _ = prepare._embedded(replace(common, seed=seed), emb, d / "prepare", tmp, rich_track)
+        with atomic_dir(d) as tmp:
+            manifest, _ = read_embedded(replace(common, seed=seed), emb, d, tmp, rich_track)
             write_manifest(Manifest([x for x in manifest.records if x.split == "test"], manifest.classes),
-                           tmp / "manifest.parquet")  # fmt: skip
+                           tmp / MANIFEST)  # fmt: skip
         deg = replace(dp, method=s.degrade, splits=("test",))
-        degrade.run(replace(common, seed=seed), deg, manifest_path=d / "prepare/manifest.parquet",
-                    out=d / "degrade", reports=r / "degrade", track=rich_track)  # fmt: skip
-        return d / "degrade/manifest.parquet"
-    params = replace(pp, source=s.source, root=s.root, annotations=s.annotations, keep_empty=True)
-    with atomic_dir(d / "prepare") as tmp:
-        manifest, _ = prepare._external(common, params, d / "prepare", tmp)
-        keep = [x for x in manifest.records if s.split == "all" or x.split == s.split]
-        if not keep:
-            raise DataError(f"{s.root}: no image in split {s.split!r} (real.{name}.split; all: every image)")
-        write_manifest(Manifest([replace(x, split="test") for x in keep], manifest.classes),
-                       tmp / "manifest.parquet")  # fmt: skip
-    return d / "prepare/manifest.parquet"
+        _compose.run("degrade", replace(common, seed=seed), deg, moved, track=rich_track)
+        scored = moved.out("degrade")
+    else:
+        params = replace(pp, source=s.source, root=s.root, annotations=s.annotations, keep_empty=True)
+        with atomic_dir(d) as tmp:
+            manifest, _ = read_external(common, params, d, tmp)
+            keep = [x for x in manifest.records if s.split == "all" or x.split == s.split]
+            if not keep:
+                raise DataError(
+                    f"{s.root}: no image in split {s.split!r} (real.{name}.split; all: every image)"
+                )
+            write_manifest(Manifest([replace(x, split="test") for x in keep], manifest.classes),
+                           tmp / MANIFEST)  # fmt: skip
+        scored = d
+    return moved.moved("prepare", scored, moved.report("prepare")).moved(
+        "degrade", scored, moved.report("degrade")
+    )
 
 
-def run(params_file: Path = Path("params.yaml"), device: str = "auto", out: Path = OUT,
-        reports: Path = REPORTS, clean_path: Path = CLEAN, spec_path: Path = RESTORER, models: Path = MODELS,
-        translators: Path = TRANSLATORS, unpaired: Path = UNPAIRED) -> dict:  # fmt: skip
-    """Score every set of params ``real``; returns the summary written to ``reports/metrics.json``."""
+def run(params_file: Path = Path("params.yaml"), layout: Layout = MAIN, *, device: str = "auto",
+        track=rich_track) -> dict:  # fmt: skip
+    """Score every set of params ``real``; returns the summary written to ``reports/real/metrics.json``."""
     common = load_common(params_file)
     if common.task == "classify":
         raise ParamsError(f"{params_file}: real: test sets without clean pairs are for detection tasks")
-    pp = load_section(prepare.PrepareParams, "prepare", params_file)
-    dp = load_section(degrade.DegradeParams, "degrade", params_file)
-    rp = replace(load_section(restore.RestoreParams, "restore", params_file), splits=("test",))
-    ep = replace(load_section(evaluate.EvaluateParams, "evaluate", params_file), split="test")
-    arch = json.loads(spec_path.read_text())["arch"] if spec_path.is_file() else "R"
+    pp = load_section(PrepareParams, "prepare", params_file)
+    dp = load_section(DegradeParams, "degrade", params_file)
+    rp = replace(load_section(RestoreParams, "restore", params_file), splits=("test",))
+    ep = replace(load_section(EvaluateParams, "evaluate", params_file), split="test")
+    spec = layout.restorer_spec
+    arch = json.loads(spec.read_text())["arch"] if spec.is_file() else "R"
     summary: dict = {}
     for name, s in sets(params_file).items():  # each folder below is written atomically by its step
-        d, r = out / name, reports / name
-        scored = _read(common, pp, dp, name, s, d, r)
-        restore.run(common, rp, scored, d / "no-clean-pairs", spec_path=spec_path, out=d / "restore",
-                    reports=r / "restore", device=device, track=rich_track)  # fmt: skip
-        restored = d / "restore/manifest.parquet"
-        inputs = evaluate.methods(arch, translators=translators, unpaired=unpaired, ablations=d / "-",
-                                  study=d / "-", degraded=scored, restored=restored)  # fmt: skip
-        inputs.pop("Clean D(I_HQ)")
-        result = evaluate.run(common, ep, inputs=inputs, truth_path=scored, models=models, reports=r,
-                              device=device, track=rich_track, degraded_path=scored, niqe_from=clean_path,
-                              clean_pairs=False)  # fmt: skip
+        scored = _read(common, pp, dp, name, s, set_layout(layout, name))
+        _compose.run("restore", common, rp, scored, device=device, track=track, clean_pairs=False)
+        inputs = methods(arch, scored, extras=False, clean=False)
+        r = layout.report("real") / name
+        result = evaluate(common, ep, inputs, scored, r, device=device, track=track, niqe_from=layout.clean,
+                          clean_pairs=False)  # fmt: skip
         summary[name] = {
             "source": s.source,
             "root": s.root,
             "degrade": s.degrade,
             "images": result["images"],
-            "boxes": sum(len(x.boxes) for x in read_manifest(scored).records),
+            "boxes": sum(len(x.boxes) for x in read_manifest(scored.clean).records),
             "methods": {k: {m: v.get(m) for m in ("map50", "niqe")} for k, v in result["methods"].items()},
         }
+    reports = layout.report("real")
     reports.mkdir(parents=True, exist_ok=True)
     write_json(summary, reports / "metrics.json")
     return summary
@@ -147,15 +156,9 @@ def command(
     params_file: Path = typer.Option(Path("params.yaml"), "--params", help="params file to read"),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ..."),
 ) -> None:
-    """Score D on degraded test sets without clean pictures (RTTS, ExDark): Vanilla, Baseline, Unpaired, VaT.
-
-    Params: common, prepare, degrade, restore, evaluate, real. Reads each set, data/prepare/
-    (NIQE's clean images), data/train_restorer/, data/train_detector/, data/train/,
-    data/unpaired/. Writes data/real/NAME/ and reports/real/ (per set: metrics.json, table.md,
-    grid.png).
-    """
+    """Score D on degraded test sets without clean pictures (RTTS, ExDark, a shifted haze)."""
     m = run(params_file, device=device)
     for name, s in m.items():
         for method, v in s["methods"].items():
             console.print(f"real {name}: {method:40s} mAP@0.5 {v['map50']:.4f}, NIQE {v['niqe']}")
-    console.print(f"real: {len(m)} sets -> {REPORTS}/")
+    console.print(f"real: {len(m)} sets -> {MAIN.report('real')}/")

@@ -12,7 +12,7 @@ being one more point. The paper's claim: a better restorer gives a better VaT.
 Reads:   params.yaml [common, train_restorer, restore, pseudolabel, train, study];
          data/prepare/, data/degrade/, data/train_detector/
 Writes:  data/study/R/{train_restorer,restore,pseudolabel,train}/   as the main stages' data/<stage>/
-         (train's resume state in data/study.resume/R while it runs)
+         (train's resume state in data/study.resume/R/ while it runs)
          reports/study/R/{train_restorer,restore,pseudolabel,train}/ as their reports/<stage>/
          reports/study/R/metrics.json                                 R, its test PSNR / SSIM, VaT's selection
 """
@@ -24,17 +24,18 @@ from pathlib import Path
 
 import typer
 
-from stages import pseudolabel, restore, train, train_restorer
+from stages import _compose
 from stages._ui import console, friendly_errors, rich_track
 from vat.config import load_common, load_section
 from vat.errors import ParamsError
 from vat.io import write_json
+from vat.labels.rules import PseudolabelParams
+from vat.layout import MAIN, Layout
+from vat.models.restorers.running import RestoreParams
+from vat.models.restorers.training import TrainRestorerParams
+from vat.train.config import TrainParams
 
-OUT = Path("data/study")
-REPORTS = Path("reports/study")
-CLEAN = Path("data/prepare/manifest.parquet")
-DEGRADED = Path("data/degrade/manifest.parquet")
-MODELS = Path("data/train_detector")
+RUNS = ("train_restorer", "restore", "pseudolabel", "train")  # run again behind each R (stages/_compose.py)
 ARCHES = ("identity", "dcp", "aodnet", "sci")
 
 
@@ -52,42 +53,38 @@ class StudyParams:
             raise ValueError(f"study.restorers: names repeat in {self.restorers}")
 
 
-def run(restorer: str, params_file: Path = Path("params.yaml"), device: str = "auto", out: Path = OUT,
-        reports: Path = REPORTS, clean_path: Path = CLEAN, degraded_path: Path = DEGRADED,
-        models: Path = MODELS) -> dict:  # fmt: skip
+def study_layout(layout: Layout, restorer: str) -> Layout:
+    """``layout`` with the stages of ``RUNS`` writing under ``data/study/R/`` and ``reports/study/R/``."""
+    return layout.within(RUNS, layout.out("study") / restorer, layout.report("study") / restorer,
+                         layout.resume("study") / restorer)  # fmt: skip
+
+
+def run(restorer: str, params_file: Path = Path("params.yaml"), layout: Layout = MAIN, *,
+        device: str = "auto", track=rich_track) -> dict:  # fmt: skip
     """Run train_restorer -> restore -> pseudolabel -> train behind ``restorer``; returns the summary."""
     common = load_common(params_file)
     study = load_section(StudyParams, "study", params_file)
     if restorer not in study.restorers:
         raise ParamsError(f"{params_file}: study.restorers has no {restorer!r} (it has {study.restorers})")
-    rp = load_section(train_restorer.TrainRestorerParams, "train_restorer", params_file)
-    rp = replace(rp, arch=restorer, weights=None, folder=None)
-    rest = load_section(restore.RestoreParams, "restore", params_file)
-    pl = load_section(pseudolabel.PseudolabelParams, "pseudolabel", params_file)
-    tp = load_section(train.TrainParams, "train", params_file)
-    d, r = out / restorer, reports / restorer  # each stage below writes its own folder atomically
-    spec = d / "train_restorer/restorer.json"
-    m_r = train_restorer.run(common, rp, clean_path, degraded_path, out=d / "train_restorer",
-                             reports=r / "train_restorer", device=device, track=rich_track)  # fmt: skip
-    m_rest = restore.run(common, rest, degraded_path, clean_path, spec_path=spec, out=d / "restore",
-                         reports=r / "restore", device=device, track=rich_track)  # fmt: skip
-    restored = d / "restore/manifest.parquet"
-    m_pl = pseudolabel.run(common, pl, clean_path, degraded_path, restored, models, out=d / "pseudolabel",
-                           reports=r / "pseudolabel", device=device, track=rich_track)  # fmt: skip
-    m_tr = train.run(common, tp, pseudolabels=d / "pseudolabel", clean_path=clean_path,
-                     degraded_path=degraded_path, restored_path=restored, models=models, out=d / "train",
-                     resume_dir=out.with_name(out.name + ".resume") / restorer, reports=r / "train",
-                     device=device, track=rich_track, restorer_spec=spec)  # fmt: skip
+    rp = load_section(TrainRestorerParams, "train_restorer", params_file)
+    params = {
+        "train_restorer": replace(rp, arch=restorer, weights=None, folder=None),
+        "restore": load_section(RestoreParams, "restore", params_file),
+        "pseudolabel": load_section(PseudolabelParams, "pseudolabel", params_file),
+        "train": load_section(TrainParams, "train", params_file),
+    }
+    moved = study_layout(layout, restorer)  # each stage writes its own folder atomically
+    m = {s: _compose.run(s, common, params[s], moved, device=device, track=track) for s in RUNS}
     summary = {
         "restorer": restorer,
-        "trained": bool(m_r.get("trained")),
-        "test": m_rest.get("test", {}),
-        "pseudolabels": {k: m_pl.get(k) for k in ("before_filter", "after_filter")},
-        "translator": m_tr["translator"],
-        "selected": m_tr["selected"],
-        "steps": m_tr["steps"],
+        "trained": bool(m["train_restorer"].get("trained")),
+        "test": m["restore"].get("test", {}),
+        "pseudolabels": {k: m["pseudolabel"].get(k) for k in ("before_filter", "after_filter")},
+        "translator": m["train"]["translator"],
+        "selected": m["train"]["selected"],
+        "steps": m["train"]["steps"],
     }
-    write_json(summary, r / "metrics.json")
+    write_json(summary, layout.report("study") / restorer / "metrics.json")
     return summary
 
 
@@ -99,15 +96,10 @@ def command(
     params_file: Path = typer.Option(Path("params.yaml"), "--params", help="params file to read"),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ..."),
 ) -> None:
-    """Run restore, pseudolabel and train again behind another restorer R (the paper's Fig. 8 left).
-
-    Params: common, train_restorer (arch replaced by R), restore, pseudolabel, train, study.
-    Reads data/prepare/, data/degrade/, data/train_detector/. Writes data/study/R/ and
-    reports/study/R/ (one folder per stage, and metrics.json). `dvc repro` runs every R.
-    """
+    """Run restore, pseudolabel and train again behind another restorer R (the paper's Fig. 8 left)."""
     m = run(restorer, params_file, device=device)
     t = m["test"]
     console.print(
         f"study {restorer}: test PSNR {t.get('psnr_degraded')} -> {t.get('psnr_restored')} dB; VaT selected "
-        f"epoch {m['selected']['epoch']} -> {OUT / restorer}/train/translator.pt"
+        f"epoch {m['selected']['epoch']} -> {study_layout(MAIN, restorer).translator()}"
     )

@@ -25,3 +25,11 @@ def lively_detector(yaml: str = "yolov8n.yaml", nc: int = 5, imgsz: int = 96, se
             for seq in det.head.cv3:
                 seq[-1].bias.zero_()
     return det
+
+
+def at(base):
+    """A :class:`vat.layout.Layout` with every stage's data under ``base`` and its reports
+    under ``base/reports``: the stages' own layout, in a test's folder."""
+    from vat.layout import Layout
+
+    return Layout(base, base / "reports")

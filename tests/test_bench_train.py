@@ -4,7 +4,16 @@ from dataclasses import replace
 
 import torch
 
-from vat.bench_train import BenchConfig, SavedForBackward, TensorMemory, bench_train, forward_flops, suite
+from vat.bench.train import (
+    BenchConfig,
+    SavedForBackward,
+    TensorMemory,
+    bench_train,
+    forward_flops,
+    row,
+    suite,
+)
+from vat.train.speed import MEMORY, PLAIN
 
 
 def test_per_step_pipeline_reruns_r_and_d_and_cached_does_not(monkeypatch):
@@ -32,7 +41,7 @@ def test_per_step_pipeline_reruns_r_and_d_and_cached_does_not(monkeypatch):
     assert r["images_per_s"] > 0 and r["step_ms"] > 0 and not r["oom"] and r["device"] == "cpu"
     assert r["step_peak_gib"] >= r["saved_gib"] > 0  # the step holds what it saves, and more
     assert r["gflop_fwd"] > 0 and 0 < r["translator_share"] < 1  # D's forward counts too
-    bench_train(BenchConfig(**{**small.__dict__, "pipeline": "per_step"}))
+    bench_train(replace(small, pipeline="per_step"))
     # 1 warm-up + 2 timed + 1 memory-measuring step; per step: R once, D on I_LQ, I_R, I_HQ
     assert calls == {"predict": 3 * 4, "restore": 1 + 1 + 4}
 
@@ -40,13 +49,15 @@ def test_per_step_pipeline_reruns_r_and_d_and_cached_does_not(monkeypatch):
 def test_cpu_suite_covers_each_option_once():
     rows = suite(torch.device("cpu"))
     assert {r.pipeline for r in rows} == {"cached", "per_step"}
-    assert any(r.checkpoint for r in rows) and any(r.bf16 and r.channels_last for r in rows)
-    assert any(r.checkpoint and r.checkpoint_detector for r in rows)
-    assert any(r.fold_batchnorm for r in rows) and len(set(rows)) == len(rows)
+    sp = [r.speed for r in rows]
+    assert any(s.checkpoint for s in sp) and any(s.bf16 and s.channels_last for s in sp)
+    assert any(s.checkpoint and s.checkpoint_detector for s in sp)
+    assert any(s.fold_batchnorm for s in sp) and len(set(rows)) == len(rows)
     # each fast-mode option has a row of its own: FAST with one D forward, and the same without
-    assert any(r.one_detector_pass for r in rows)
-    assert any(replace(r, one_detector_pass=False) in rows for r in rows if r.one_detector_pass)
-    assert not any(r.compile for r in rows)  # compiling takes minutes on a 2-core CPU
+    assert any(s.one_detector_pass for s in sp)
+    assert any(replace(s, one_detector_pass=False) in sp for s in sp if s.one_detector_pass)
+    assert not any(s.compile for s in sp)  # compiling takes minutes on a 2-core CPU
+    assert all(None not in s.to_dict().values() for s in sp)  # explicit: no "on CUDA only"
     gpu = suite(torch.device("cuda"))
     assert {r.translator for r in gpu} == {"vat-w16", "vat-w48", "vat-release", "vat-release-w48"}
     assert all(r.size == 512 for r in gpu) and len(set(gpu)) == len(gpu)
@@ -71,12 +82,8 @@ def test_memory_mode_keeps_less_than_block_checkpointing_alone():
         translator="vat-w4", size=64, batch=2, detector="yolov8n.yaml", nc=3, steps=1, warmup=1
     )
     rows = {
-        key: bench_train(BenchConfig(**small.__dict__ | opts))
-        for key, opts in {
-            "plain": {},
-            "blocks": {"checkpoint": True},
-            "both": {"checkpoint": True, "checkpoint_detector": True},
-        }.items()
+        key: bench_train(replace(small, speed=speed))
+        for key, speed in {"plain": PLAIN, "blocks": replace(PLAIN, checkpoint=True), "both": MEMORY}.items()
     }
     for k in ("saved_gib", "step_peak_gib"):
         assert rows["plain"][k] > rows["blocks"][k] > rows["both"][k] > 0, k
@@ -109,9 +116,9 @@ def test_forward_flops_counts_convolutions_per_module():
 
 
 def test_train_table_rows_have_as_many_cells_as_the_header():
-    from stages.bench import train_table
+    from vat.bench.train import train_table
 
-    ok = BenchConfig(size=64).__dict__ | {"images_per_s": 2.0, "step_ms": 10.0, "warmup_s": 1.0,
+    ok = row(BenchConfig(size=64)) | {"images_per_s": 2.0, "step_ms": 10.0, "warmup_s": 1.0,
                                           "saved_gib": 0.5, "step_peak_gib": 0.6, "gflop_fwd": 12.5,
                                           "translator_share": 0.25}  # fmt: skip
     compiled = ok | {"compile": True, "images_per_s": 4.0}
@@ -137,5 +144,6 @@ def test_device_script_rows_build_and_differ():
     spec.loader.exec_module(module)  # defines rows() and main(); runs nothing
     rows = module.rows()
     assert len(set(rows)) == len(rows) > 5
-    assert rows[0].translator == "vat-release" and rows[0].compile and rows[0].one_detector_pass
-    assert any(r.compile_detector for r in rows) and any(r.checkpoint_detector for r in rows)
+    first = rows[0].speed
+    assert rows[0].translator == "vat-release" and first.compile and first.one_detector_pass
+    assert any(r.speed.compile_detector for r in rows) and any(r.speed.checkpoint_detector for r in rows)

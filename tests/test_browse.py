@@ -38,7 +38,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # when run as a script by the tests below
 
-from vat.manifest import Box, Manifest, Record, write_manifest  # noqa: E402
+from vat.data.manifest import Box, Manifest, Record, write_manifest  # noqa: E402
 
 CLASSES = ["car", "person"]
 W, H = 64, 48
@@ -125,15 +125,15 @@ def make_inputs(root: Path) -> dict:
 def _child_build(args: dict) -> dict:
     import fiftyone as fo
 
-    from stages import browse
+    from vat.browse import dataset as browse_ds
     from vat.errors import DataError
 
     name = args["name"]
     t0 = time.time()
-    ds = browse.build_dataset(
+    ds = browse_ds.build_dataset(
         name, Path(args["pseudo_dir"]), {k: Path(v) for k, v in args["manifests"].items()}
     )
-    facts = {"build_s": time.time() - t0, "summary": browse.summarize(ds)}
+    facts = {"build_s": time.time() - t0, "summary": browse_ds.summarize(ds)}
     facts["persistent"] = ds.persistent
     facts["media_type"] = ds.media_type
     facts["group_slices"] = sorted(ds.group_slices)
@@ -150,7 +150,7 @@ def _child_build(args: dict) -> dict:
         d["boxes"] = [
             {
                 k: det[k]
-                for k in ("label", "bounding_box", "confidence", *browse.FLOAT_ATTRS, "source", "kept")
+                for k in ("label", "bounding_box", "confidence", *browse_ds.FLOAT_ATTRS, "source", "kept")
             }
             for det in (s.pseudo_all.detections if s.pseudo_all is not None else [])
         ]
@@ -168,44 +168,45 @@ def _child_build(args: dict) -> dict:
     facts["iou"] = ds.get_evaluation_info("eval").config.iou
     # rebuilding replaces (and picks up a changed Parquet file)
     t0 = time.time()
-    ds2 = browse.build_dataset(
+    ds2 = browse_ds.build_dataset(
         name, Path(args["pseudo_dir2"]), {k: Path(v) for k, v in args["manifests"].items()}
     )
     facts["rebuild_s"] = time.time() - t0
-    facts["rebuild_summary"] = browse.summarize(ds2)
+    facts["rebuild_summary"] = browse_ds.summarize(ds2)
     facts["datasets"] = [n for n in fo.list_datasets() if n.startswith(name)]
     try:
-        browse.build_dataset(name, Path(args["pseudo_dir"]), args["manifests"], overwrite=False)
+        browse_ds.build_dataset(name, Path(args["pseudo_dir"]), args["manifests"], overwrite=False)
         facts["overwrite_false"] = "no error"
     except DataError as e:
         facts["overwrite_false"] = str(e)
     fo.delete_dataset(name)
-    empty = browse.build_dataset(f"{name}-empty", Path(args["pseudo_empty"]), args["manifests"])
-    facts["empty_summary"] = browse.summarize(empty)
+    empty = browse_ds.build_dataset(f"{name}-empty", Path(args["pseudo_empty"]), args["manifests"])
+    facts["empty_summary"] = browse_ds.summarize(empty)
     empty.delete()
     return facts
 
 
 def _child_serve(args: dict) -> None:
-    from stages import browse
+    from vat.browse import app as browse_app
+    from vat.browse import dataset as browse_ds
 
     # As at a terminal: Ctrl-C raises KeyboardInterrupt. A parent started in the background
     # without job control (`cmd &` in a script, nohup) hands its children SIGINT ignored,
     # and Python then installs no handler, so the SIGINT below would do nothing.
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    ds = browse.build_dataset(args["name"], Path(args["pseudo_dir"]), args["manifests"])
+    ds = browse_ds.build_dataset(args["name"], Path(args["pseudo_dir"]), args["manifests"])
     t0 = time.time()
-    session = browse.launch(ds, port=args["port"], wait=False)
+    session = browse_app.launch(ds, port=args["port"], wait=False)
     info = {
-        "pids": browse.server_pids(),
-        "url": browse.app_url(args["name"], args["port"]),
+        "pids": browse_app.server_pids(),
+        "url": browse_app.app_url(args["name"], args["port"]),
         "launch_s": time.time() - t0,
     }
     tmp = Path(args["info"] + ".tmp")
     tmp.write_text(json.dumps(info))
     tmp.rename(args["info"])
-    browse.serve(session)  # until SIGINT, as at the terminal
+    browse_app.serve(session)  # until SIGINT, as at the terminal
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,14 +280,15 @@ def _digest(paths) -> dict[str, str]:
 def test_missing_inputs_name_file_and_stage(tmp_path, inputs):
     from typer.testing import CliRunner
 
-    from stages import browse
+    from stages.tools import browse
+    from vat.browse import dataset as browse_ds
     from vat.errors import DataError
 
     with pytest.raises(DataError, match=r"boxes\.parquet: not found; the `pseudolabel` stage"):
-        browse.read_inputs(tmp_path / "nothing", {k: Path(v) for k, v in inputs["manifests"].items()})
+        browse_ds.read_inputs(tmp_path / "nothing", {k: Path(v) for k, v in inputs["manifests"].items()})
     manifests = {**inputs["manifests"], "restored": str(tmp_path / "nope.parquet")}
     with pytest.raises(DataError, match=r"nope\.parquet: not found; the `restore` stage"):
-        browse.read_inputs(Path(inputs["pseudo_dir"]), {k: Path(v) for k, v in manifests.items()})
+        browse_ds.read_inputs(Path(inputs["pseudo_dir"]), {k: Path(v) for k, v in manifests.items()})
     # through the command: one red line, exit status 2, before FiftyOne is touched
     import typer
 
@@ -298,7 +300,7 @@ def test_missing_inputs_name_file_and_stage(tmp_path, inputs):
 
 
 def test_bad_rows_are_named(tmp_path, inputs):
-    from stages import browse
+    from vat.browse import dataset as browse_ds
     from vat.errors import DataError
 
     manifests = {k: Path(v) for k, v in inputs["manifests"].items()}
@@ -306,10 +308,10 @@ def test_bad_rows_are_named(tmp_path, inputs):
     _write_boxes([("zz", "degraded", "degraded", 0, 0.9, 1, 1, 5, 5, 0.1, 1.0, True)], bad / "boxes.parquet")
     shutil.copy(Path(inputs["pseudo_dir"]) / "images.parquet", bad / "images.parquet")
     with pytest.raises(DataError, match=r"degraded image ids are not in .*degraded\.parquet.*'zz'"):
-        browse.read_inputs(bad, manifests)
+        browse_ds.read_inputs(bad, manifests)
     _write_boxes([("a", "degraded", "elsewhere", 0, 0.9, 1, 1, 5, 5, 0.1, 1.0, True)], bad / "boxes.parquet")
     with pytest.raises(DataError, match=r"column source has values \['elsewhere'\]"):
-        browse.read_inputs(bad, manifests)
+        browse_ds.read_inputs(bad, manifests)
 
 
 def test_build_dataset(fo_env, inputs):

@@ -4,24 +4,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages import (
-    ablate,
-    classify,
-    degrade,
-    evaluate,
-    prepare,
-    pseudolabel,
-    real,
-    restore,
-    study,
-    train,
-    train_detector,
-    train_restorer,
-    unpaired,
-)
-from stages import profile as profile_stage
+from stages import classify, real, study
+from stages.tools import profile as profile_stage
 from vat.config import CommonParams, from_dict, load_section, merge, profile_params
+from vat.data.degradations import DegradeParams
+from vat.data.sources import PrepareParams
 from vat.errors import ParamsError
+from vat.train.config import UnpairedParams, ablation_row
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,17 +29,9 @@ class Outer:
     tags: list[str]
 
 
-STAGE_PARAMS = [
-    (prepare.PrepareParams, "prepare"),
-    (degrade.DegradeParams, "degrade"),
-    (train_restorer.TrainRestorerParams, "train_restorer"),
-    (restore.RestoreParams, "restore"),
-    (train_detector.TrainDetectorParams, "train_detector"),
-    (pseudolabel.PseudolabelParams, "pseudolabel"),
-    (train.TrainParams, "train"),
-    (unpaired.UnpairedParams, "unpaired"),
+STAGE_PARAMS = [(cls, name) for name, cls in classify.SECTIONS.items() if name != "common"] + [
+    (UnpairedParams, "unpaired"),
     (study.StudyParams, "study"),
-    (evaluate.EvaluateParams, "evaluate"),
     (classify.ClassifyParams, "classify"),
 ]
 
@@ -93,9 +74,9 @@ def test_missing_key_in_real_params_is_named(tmp_path):
     p = tmp_path / "params.yaml"
     p.write_text(yaml.safe_dump(data))
     with pytest.raises(ParamsError, match=r"degrade\.airlight: missing key"):
-        load_section(degrade.DegradeParams, "degrade", p)
+        load_section(DegradeParams, "degrade", p)
     with pytest.raises(ParamsError, match=r"prepare\.embeded: unknown key"):
-        load_section(prepare.PrepareParams, "prepare", p)
+        load_section(PrepareParams, "prepare", p)
 
 
 def test_literal_and_post_init_checks():
@@ -113,15 +94,16 @@ def test_every_profile_loads_into_every_stage(tmp_path):
         assert common.profile == name
         for cls, section in STAGE_PARAMS:
             load_section(cls, section, out)
-        for row in yaml.safe_load(out.read_text())["ablate"]:
-            ablate.row_params(row, out)  # every row of every profile is a valid train variant
+        data = yaml.safe_load(out.read_text())
+        for row in data["ablate"]:  # every row of every profile is a valid train variant
+            ablation_row(data["ablate"], row, data["train"], str(out))
         expected = {"paper": {"RTTS"}, "paper_dark": {"ExDark"}}.get(name, {"fog"})  # papers drop `fog`
         assert set(real.sets(out)) == expected
         cp, task2 = classify.task_params(out)  # Task 2's sections, rewritten, all load
         model = task2["train_detector"].model
         assert task2["common"].task == "classify" and (model == "small_cnn" or model.startswith("clip:"))
         for row in cp.rows:
-            ablate.row_params(row, out, base=task2["train_dict"])
+            ablation_row(data["ablate"], row, task2["train_dict"], str(out))
         assert yaml.safe_load(out.read_text()) == profile_params(name, ROOT / "profiles")
 
 

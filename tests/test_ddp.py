@@ -1,6 +1,6 @@
 """The VaT loss under DistributedDataParallel: 2 Gloo processes, each holding half of a global
-batch, give the loss and the gradients of one process on the whole batch (vat.distributed,
-``gather`` / ``shard`` of vat.losses)."""
+batch, give the loss and the gradients of one process on the whole batch (vat.train.distributed,
+``gather`` / ``shard`` of vat.train.losses)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ import torch.multiprocessing as mp
 from conftest import lively_detector
 from torch import nn
 
-from vat import distributed as vd
-from vat.losses import LossConfig, vat_loss, vat_loss_classify
 from vat.models.classifier import SmallCNN, TorchClassifier
 from vat.models.translator import create_translator
+from vat.train import distributed as vd
+from vat.train.losses import LossConfig, vat_loss, vat_loss_classify
 
 WORLD = 2
 B, H, W = 4, 32, 48  # global batch: 2 image pairs per rank

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from vat import compat_imagecorruptions as compat
-from vat import degradations as D
+from vat.data import compat_imagecorruptions as compat
+from vat.data import degradations as D
 from vat.errors import DataError
 
 
@@ -33,7 +33,7 @@ def _smooth(h: int = 48, w: int = 64) -> np.ndarray:
 
 def test_iayolo_beta_levels_are_exactly_005_to_014():
     assert D.IAYOLO_BETAS == (0.05, 0.06, 0.07, 0.08, 0.09, 0.10, 0.11, 0.12, 0.13, 0.14)
-    assert D.DegradeConfig("haze").betas == D.IAYOLO_BETAS
+    assert D.DegradeParams("haze").betas == D.IAYOLO_BETAS
 
 
 def _iayolo_pixel(J: float, j: int, col: int, r: int, c: int, beta: float, A: float) -> float:
@@ -244,25 +244,25 @@ def test_unknown_corruption_lists_valid_names():
 
 def test_config_validation():
     with pytest.raises(ValueError, match="method"):
-        D.DegradeConfig("rain")
+        D.DegradeParams("rain")
     with pytest.raises(ValueError, match="corruptions"):
-        D.DegradeConfig("corruption")
+        D.DegradeParams("corruption")
     with pytest.raises(ValueError, match="unknown corruption"):
-        D.DegradeConfig("corruption", corruptions=("imagecorruptions/nope",))
+        D.DegradeParams("corruption", corruptions=("imagecorruptions/nope",))
     with pytest.raises(ValueError, match="gamma_range"):
-        D.DegradeConfig("lowlight", gamma_range=(5.0, 1.5))
+        D.DegradeParams("lowlight", gamma_range=(5.0, 1.5))
     with pytest.raises(ValueError, match="gamma_range"):
-        D.DegradeConfig("lowlight", gamma_range=(0.0, 1.5))
+        D.DegradeParams("lowlight", gamma_range=(0.0, 1.5))
     with pytest.raises(ValueError, match="airlight"):
-        D.DegradeConfig("haze", airlight=1.2)
+        D.DegradeParams("haze", airlight=1.2)
     with pytest.raises(ValueError, match="betas"):
-        D.DegradeConfig("haze", betas=())
+        D.DegradeParams("haze", betas=())
     with pytest.raises(ValueError, match="depth_betas"):
-        D.DegradeConfig("haze_depth", depth_betas=(0.2, 0.1))
+        D.DegradeParams("haze_depth", depth_betas=(0.2, 0.1))
     with pytest.raises(ValueError, match="severit"):
-        D.DegradeConfig("corruption", corruptions=("imagecorruptions/fog",), severities=(0, 3))
+        D.DegradeParams("corruption", corruptions=("imagecorruptions/fog",), severities=(0, 3))
     # Lists (as YAML gives them) become tuples: the config stays frozen and hashable.
-    cfg = D.DegradeConfig("corruption", corruptions=["imagecorruptions/fog"], severities=[2, 3])
+    cfg = D.DegradeParams("corruption", corruptions=["imagecorruptions/fog"], severities=[2, 3])
     assert cfg.corruptions == ("imagecorruptions/fog",) and cfg.severities == (2, 3)
     hash(cfg)
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -272,10 +272,10 @@ def test_config_validation():
 @pytest.mark.parametrize(
     "cfg",
     [
-        D.DegradeConfig("haze"),
-        D.DegradeConfig("haze_depth"),
-        D.DegradeConfig("lowlight"),
-        D.DegradeConfig("corruption", corruptions=("imagecorruptions/fog", "albumentations/RandomRain")),
+        D.DegradeParams("haze"),
+        D.DegradeParams("haze_depth"),
+        D.DegradeParams("lowlight"),
+        D.DegradeParams("corruption", corruptions=("imagecorruptions/fog", "albumentations/RandomRain")),
     ],
     ids=lambda c: c.method,
 )
@@ -297,13 +297,13 @@ def test_draw_params_deterministic_with_all_keys(cfg):
 
 def test_draw_params_ranges():
     rng = np.random.default_rng(0)
-    haze = [D.draw_params(D.DegradeConfig("haze"), rng)["beta"] for _ in range(300)]
+    haze = [D.draw_params(D.DegradeParams("haze"), rng)["beta"] for _ in range(300)]
     assert set(haze) == set(D.IAYOLO_BETAS)  # every level drawn, nothing else
-    gammas = [D.draw_params(D.DegradeConfig("lowlight"), rng)["gamma"] for _ in range(300)]
+    gammas = [D.draw_params(D.DegradeParams("lowlight"), rng)["gamma"] for _ in range(300)]
     assert all(1.5 <= g <= 5.0 for g in gammas) and max(gammas) - min(gammas) > 3.0
-    depth = [D.draw_params(D.DegradeConfig("haze_depth"), rng)["beta"] for _ in range(100)]
+    depth = [D.draw_params(D.DegradeParams("haze_depth"), rng)["beta"] for _ in range(100)]
     assert all(0.02 <= b <= 0.12 for b in depth)
-    cfg = D.DegradeConfig("corruption", corruptions=("imagecorruptions/fog",), severities=(2, 4))
+    cfg = D.DegradeParams("corruption", corruptions=("imagecorruptions/fog",), severities=(2, 4))
     draws = [D.draw_params(cfg, rng) for _ in range(50)]
     assert {d["severity"] for d in draws} == {2, 4}
     assert all(isinstance(d["seed"], int) and d["seed"] >= 0 for d in draws)
@@ -313,14 +313,14 @@ def test_draw_params_ranges():
 def test_apply_dispatches():
     img = _image(40, 40)
     rng = np.random.default_rng(3)
-    p = D.draw_params(D.DegradeConfig("haze"), rng)
+    p = D.draw_params(D.DegradeParams("haze"), rng)
     assert np.array_equal(D.apply(img, p), D.haze_iayolo(img, p["beta"], 0.5))
-    p = D.draw_params(D.DegradeConfig("lowlight"), rng)
+    p = D.draw_params(D.DegradeParams("lowlight"), rng)
     assert np.array_equal(D.apply(img, p), D.lowlight(img, p["gamma"]))
-    cfg = D.DegradeConfig("corruption", corruptions=("imagecorruptions/gaussian_noise",))
+    cfg = D.DegradeParams("corruption", corruptions=("imagecorruptions/gaussian_noise",))
     p = D.draw_params(cfg, rng)
     assert np.array_equal(D.apply(img, p), D.corrupt(img, p["corruption"], p["severity"], p["seed"]))
-    p = D.draw_params(D.DegradeConfig("haze_depth"), rng)
+    p = D.draw_params(D.DegradeParams("haze_depth"), rng)
     depth = np.full((40, 40), 20.0, np.float32)
     assert np.array_equal(D.apply(img, p, depth=depth), D.haze_depth(img, depth, p["beta"], 0.5))
     with pytest.raises(DataError, match="no depth map"):

@@ -84,7 +84,7 @@ def test_gradients_reach_the_input_only(det):
 
 @pytest.mark.parametrize("yaml", ["yolov8n.yaml", "yolov3-tinyu.yaml"])
 def test_checkpointed_forward_gives_the_same_loss_and_gradient_and_keeps_less(yaml):
-    from vat.bench_train import SavedForBackward
+    from vat.bench.train import SavedForBackward
 
     d = _make(yaml)
     x = _images()
@@ -115,7 +115,7 @@ def test_checkpointed_forward_gives_the_same_loss_and_gradient_and_keeps_less(ya
 
 @pytest.mark.parametrize("yaml", ["yolov8n.yaml", "yolov3-tinyu.yaml"])
 def test_folded_batchnorm_gives_the_same_loss_gradient_and_boxes_and_keeps_less(yaml):
-    from vat.bench_train import SavedForBackward
+    from vat.bench.train import SavedForBackward
 
     d = _make(yaml)
     x = _images()

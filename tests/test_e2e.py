@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vat.manifest import read_manifest
+from vat.data.manifest import read_manifest
 from vat.models.translator import load_translator
 
 ROOT = Path(__file__).resolve().parents[1]

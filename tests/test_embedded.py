@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vat.classes import TASK_CLASSES
-from vat.embedded import (
+from vat.data.classes import TASK_CLASSES
+from vat.data.embedded import (
     EMBEDDED_CLASSES,
     MAX_GROUND_DEPTH,
     SKY_DEPTH,
@@ -16,9 +16,9 @@ from vat.embedded import (
     crop_objects,
     render_scene,
 )
-from vat.manifest import Box
+from vat.data.manifest import Box
+from vat.eval.viz import draw_boxes, grid, label_strip
 from vat.seeding import item_rng
-from vat.viz import draw_boxes, grid, label_strip
 
 SPEC = SceneSpec()
 

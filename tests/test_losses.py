@@ -12,7 +12,9 @@ from conftest import lively_detector
 from torch import nn
 
 from vat.errors import ParamsError
-from vat.losses import (
+from vat.models.classifier import SmallCNN, TorchClassifier
+from vat.models.detector import FrozenDetector
+from vat.train.losses import (
     LossConfig,
     cycle_loss,
     draw_lambda,
@@ -23,8 +25,6 @@ from vat.losses import (
     vat_loss,
     vat_loss_classify,
 )
-from vat.models.classifier import SmallCNN, TorchClassifier
-from vat.models.detector import FrozenDetector
 
 NC = 5
 S = 64  # image side

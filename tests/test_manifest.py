@@ -1,7 +1,7 @@
 import pytest
 
+from vat.data.manifest import Box, Manifest, Record, read_manifest, write_manifest
 from vat.errors import DataError
-from vat.manifest import Box, Manifest, Record, read_manifest, write_manifest
 
 
 def _rec(i, boxes=(), split="train", label=-1):

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from vat.manifest import Box
-from vat.metrics import (
+from vat.data.manifest import Box
+from vat.eval.metrics import (
     INTERPOLATIONS,
     accuracy,
     average_precision,

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy.stats import gennorm
 
-from vat.embedded import SceneSpec, render_scene
-from vat.niqe import fit_aggd, fit_ggd, fit_niqe, mscn, patch_features
+from vat.data.embedded import SceneSpec, render_scene
+from vat.eval.niqe import fit_aggd, fit_ggd, fit_niqe, mscn, patch_features
 
 
 @pytest.mark.parametrize("alpha", [0.6, 1.0, 2.0, 4.0])

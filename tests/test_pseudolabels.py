@@ -1,8 +1,8 @@
 import numpy as np
 import pyarrow as pa
 
-from vat.manifest import Box
-from vat.pseudolabels import BOX_SCHEMA, Candidates, match_truth, merge
+from vat.data.manifest import Box
+from vat.labels.pseudolabels import BOX_SCHEMA, Candidates, match_truth, merge
 
 
 def _cands(boxes, scores, classes, source):

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from vat.classes import KNOWN_NAMES, TASK_CLASSES
+from vat.data.classes import KNOWN_NAMES, TASK_CLASSES
+from vat.data.readers import FORMATS, read_dataset
+from vat.data.readers.common import clip_box
 from vat.errors import DataError, ParamsError
 from vat.io import load_rgb
-from vat.readers import FORMATS, read_dataset
-from vat.readers.common import clip_box
 
 HAZE = TASK_CLASSES["haze"]
 DARK = TASK_CLASSES["dark"]

@@ -3,6 +3,8 @@
 import json
 
 from stages import report
+from vat.eval.paper import HAZE_CLASSES
+from vat.layout import Layout
 
 
 def _write(path, obj):
@@ -11,7 +13,7 @@ def _write(path, obj):
 
 
 def _methods(**maps):
-    return {name: {"map50": m, "ap50": {c: m for c in report.CLASSES}} for name, m in maps.items()}
+    return {name: {"map50": m, "ap50": {c: m for c in HAZE_CLASSES}} for name, m in maps.items()}
 
 
 def test_report_tables_ordering_and_missing_rows(tmp_path):
@@ -37,7 +39,7 @@ def test_report_tables_ordering_and_missing_rows(tmp_path):
         "ssim_restored": 0.8,
     }
     _write(tmp_path / "train_restorer/metrics.json", restorer)
-    r = report.run(tmp_path, tmp_path / "report")
+    r = report.run(Layout(tmp_path, tmp_path))
     md = (tmp_path / "report/report.md").read_text()
     assert "| VaT | 45.00 | 45.00 | 45.00 | 45.00 | 45.00 | 45.00 | 81.98" in md  # ours, then the paper's
     assert "| CycleGAN-style unpaired | not run |" in md
@@ -58,7 +60,7 @@ def test_report_tables_ordering_and_missing_rows(tmp_path):
 
 
 def test_report_without_evaluation_says_what_to_run(tmp_path):
-    report.run(tmp_path, tmp_path / "report")
+    report.run(Layout(tmp_path, tmp_path))
     assert "run `vat evaluate` first" in (tmp_path / "report/report.md").read_text()
 
 
@@ -96,7 +98,7 @@ def test_report_fills_unpaired_ablations_width_study_and_checks_the_papers_order
         _write(tmp_path / f"ablate/{row}/metrics.json",
                {"row": row, "changes": changes, "translator": changes.get("translator", "vat-w4"),
                 "params_inference": n})  # fmt: skip
-    report.run(tmp_path, tmp_path / "report")
+    report.run(Layout(tmp_path, tmp_path))
     md = (tmp_path / "report/report.md").read_text()
     assert (
         "| CycleGAN-style unpaired | 42.00 |" in md
@@ -145,7 +147,7 @@ def test_report_fills_task2_accuracy_auc_and_its_table4_column(tmp_path):
         },
     )
     (tmp_path / "classify/evaluate/roc.png").write_bytes(b"png")
-    report.run(tmp_path, tmp_path / "report")
+    report.run(Layout(tmp_path, tmp_path))
     md = (tmp_path / "report/report.md").read_text()
     assert "| VaT | 60.00 | 0.9000 | bus 0.900 |" in md and "| VaT, last epoch | not run |" in md
     assert "can hurt it: holds here (Baseline 45.00 vs Vanilla 50.00); (2) VaT improves on both: holds" in md
@@ -173,7 +175,7 @@ def test_report_has_one_table_per_test_set_without_clean_pairs(tmp_path):
     _write(tmp_path / "real/fog/metrics.json", {"images": 12, "split": "test", "methods": rows})
     fog = {"source": "embedded", "root": None, "degrade": "haze_depth", "images": 12, "boxes": 30}
     _write(tmp_path / "real/metrics.json", {"fog": fog})
-    report.run(tmp_path, tmp_path / "report")
+    report.run(Layout(tmp_path, tmp_path))
     md = (tmp_path / "report/report.md").read_text()
     assert "### `fog`: 12 images, 30 boxes" in md and "degraded by `haze_depth`" in md
     assert "| VaT | 32.00 | 4.5 | 49.67 |" in md and "| CycleGAN-style unpaired | 35.00 | - | 31.01 |" in md

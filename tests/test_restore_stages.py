@@ -6,12 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import at
 
-from stages import degrade, evaluate, prepare, restore, train_restorer
+from stages import degrade, prepare, restore, train_restorer
 from vat.config import CommonParams, load_section
+from vat.data.manifest import read_manifest
 from vat.errors import DataError, ParamsError
+from vat.eval.scoring import EvaluateParams, evaluate
 from vat.io import load_rgb, save_png
-from vat.manifest import read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = CommonParams(
@@ -21,35 +23,29 @@ COMMON = CommonParams(
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from stages import profile
+    from stages.tools import profile
 
     base = tmp_path_factory.mktemp("stages")
     p = base / "params.yaml"
     profile.run("tiny", ROOT / "profiles", p)
     pp = load_section(prepare.PrepareParams, "prepare", p)
     pp = replace(pp, embedded=replace(pp.embedded, width=64, height=48, n_train=4, n_val=2, n_test=2))
-    prepare.run(COMMON, pp, out=base / "prepare", reports=base / "rp")
-    dp = load_section(degrade.DegradeParams, "degrade", p)
-    degrade.run(
-        COMMON, dp, manifest_path=base / "prepare/manifest.parquet", out=base / "degrade", reports=base / "rd"
-    )
+    prepare.run(COMMON, pp, at(base))
+    degrade.run(COMMON, load_section(degrade.DegradeParams, "degrade", p), at(base))
     params = {s: load_section(c, s, p) for c, s in [
         (train_restorer.TrainRestorerParams, "train_restorer"), (restore.RestoreParams, "restore"),
-        (evaluate.EvaluateParams, "evaluate")]}  # fmt: skip
+        (EvaluateParams, "evaluate")]}  # fmt: skip
     return base, params
 
 
 def _train(base, params, **change):
     tp = replace(params["train_restorer"], **change)
-    return train_restorer.run(COMMON, tp, clean_path=base / "prepare/manifest.parquet",
-                              degraded_path=base / "degrade/manifest.parquet", out=base / "tr",
-                              reports=base / "rtr", device="cpu")  # fmt: skip
+    return train_restorer.run(COMMON, tp, at(base), device="cpu")
 
 
 def _restore(base, params, out="restore"):
-    return restore.run(COMMON, params["restore"], degraded_path=base / "degrade/manifest.parquet",
-                       clean_path=base / "prepare/manifest.parquet", spec_path=base / "tr/restorer.json",
-                       out=base / out, reports=base / f"r{out}", device="cpu")  # fmt: skip
+    L = at(base).moved("restore", base / out, base / f"r{out}")
+    return restore.run(COMMON, params["restore"], L, device="cpu")
 
 
 def test_identity_restore_reproduces_the_degraded_images(data):
@@ -69,9 +65,11 @@ def test_aodnet_training_writes_a_loadable_checkpoint(data):
     base, params = data
     m = _train(base, params, arch="aodnet", epochs=2)
     assert m["trained"] and [h["epoch"] for h in m["history"]] == [1, 2]
-    spec = json.loads((base / "tr/restorer.json").read_text())
+    spec = json.loads((at(base).restorer_spec).read_text())
     assert spec["arch"] == "aodnet" and Path(spec["weights"]).name == "restorer.pt"
-    r = restore.load_spec(base / "tr/restorer.json")
+    from vat.models.restorers.running import load_spec
+
+    r = load_spec(at(base).restorer_spec)
     assert not any(p.requires_grad for p in r.parameters())
 
 
@@ -99,13 +97,11 @@ def test_evaluate_table_has_one_row_per_method(data):
     from vat.models.detector import FrozenDetector, save_detector
 
     det = FrozenDetector("yolov8n.yaml", nc=5, imgsz=64, names=COMMON.classes)
-    (base / "models").mkdir(exist_ok=True)
-    save_detector(det, base / "models/detector.pt")
-    inputs = {"Clean": base / "prepare/manifest.parquet", "Vanilla": base / "degrade/manifest.parquet"}
-    result = evaluate.run(
-        COMMON, params["evaluate"], inputs=inputs, truth_path=base / "prepare/manifest.parquet",
-        models=base / "models", reports=base / "rev", device="cpu",
-    )  # fmt: skip
+    L = at(base)
+    L.models.mkdir(exist_ok=True)
+    save_detector(det, L.models / "detector.pt")
+    inputs = {"Clean": L.clean, "Vanilla": L.degraded}
+    result = evaluate(COMMON, params["evaluate"], inputs, L, base / "rev", device="cpu")
     assert set(result["methods"]) == {"Clean", "Vanilla"} and result["images"] == 2
     assert "no clean train image of at least 64 px" in result["niqe"]["skipped"]  # 64 x 48 images: too small
     table = (base / "rev/table.md").read_text()
@@ -114,35 +110,28 @@ def test_evaluate_table_has_one_row_per_method(data):
 
 def test_classify_variant_with_sci_and_a_small_cnn(tmp_path):
     """Low-light classification: SCI trained unsupervised, a small CNN as D, accuracy table."""
-    from stages import profile, train_detector
+    from stages import train_detector
+    from stages.tools import profile
 
     p = tmp_path / "params.yaml"
     profile.run("tiny", ROOT / "profiles", p)
     common = replace(COMMON, task="classify")
     pp = load_section(prepare.PrepareParams, "prepare", p)
     pp = replace(pp, embedded=replace(pp.embedded, n_train=12, n_val=4, n_test=4, crop_size=32))
-    prepare.run(common, pp, out=tmp_path / "prepare", reports=tmp_path / "rp")
+    L = at(tmp_path)
+    prepare.run(common, pp, L)
     dp = replace(load_section(degrade.DegradeParams, "degrade", p), method="lowlight")
-    degrade.run(common, dp, manifest_path=tmp_path / "prepare/manifest.parquet", out=tmp_path / "degrade",
-                reports=tmp_path / "rd")  # fmt: skip
+    degrade.run(common, dp, L)
     tp = replace(load_section(train_restorer.TrainRestorerParams, "train_restorer", p), arch="sci", crop=32)
-    m = train_restorer.run(common, tp, clean_path=tmp_path / "prepare/manifest.parquet",
-                           degraded_path=tmp_path / "degrade/manifest.parquet", out=tmp_path / "tr",
-                           reports=tmp_path / "rtr", device="cpu")  # fmt: skip
+    m = train_restorer.run(common, tp, L, device="cpu")
     assert m["trained"] and m["arch"] == "sci"
-    assert json.loads((tmp_path / "tr/restorer.json").read_text())["arch"] == "sci"
+    assert json.loads(L.restorer_spec.read_text())["arch"] == "sci"
     dtp = replace(load_section(train_detector.TrainDetectorParams, "train_detector", p), model="small_cnn",
                   epochs=2, imgsz=32)  # fmt: skip
-    clean = tmp_path / "prepare/manifest.parquet"
-    d = train_detector.run(common, dtp, clean_path=clean, out=tmp_path / "models", reports=tmp_path / "rtd",
-                           device="cpu")  # fmt: skip
+    d = train_detector.run(common, dtp, L, device="cpu")
     assert d["trained"] and len(d["history"]) == 2 and 0 <= d["test_clean_accuracy"] <= 1
-    inputs = {
-        "Clean": tmp_path / "prepare/manifest.parquet",
-        "Vanilla": tmp_path / "degrade/manifest.parquet",
-    }
-    result = evaluate.run(common, params_eval(p), inputs=inputs, truth_path=clean, models=tmp_path / "models",
-                          reports=tmp_path / "rev", device="cpu")  # fmt: skip
+    inputs = {"Clean": L.clean, "Vanilla": L.degraded}
+    result = evaluate(common, params_eval(p), inputs, L, tmp_path / "rev", device="cpu")
     assert result["metric"] == "accuracy" and result["images"] == 4
     assert "| Vanilla |" in (tmp_path / "rev/table.md").read_text()
     van = result["methods"]["Vanilla"]
@@ -153,4 +142,4 @@ def test_classify_variant_with_sci_and_a_small_cnn(tmp_path):
 
 
 def params_eval(p):
-    return load_section(evaluate.EvaluateParams, "evaluate", p)
+    return load_section(EvaluateParams, "evaluate", p)

@@ -28,9 +28,9 @@ from vat.models.restorers import (
     load_restorer,
     load_weights,
     restore_image,
-    restore_tiled,
     save_checkpoint,
 )
+from vat.models.tiling import restore_tiled
 
 REAL = Path(os.environ.get("VAT_REAL_DATA", Path(__file__).resolve().parents[2] / "shared" / "real"))
 AOD_PTH = REAL / "weights" / "aodnet" / "dehazer.pth"

@@ -5,11 +5,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import at
 
 from stages import degrade, prepare
 from vat.config import CommonParams, load_section
+from vat.data.manifest import read_manifest, write_manifest
 from vat.errors import DataError
-from vat.manifest import read_manifest, write_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = CommonParams(
@@ -18,7 +19,7 @@ COMMON = CommonParams(
 
 
 def _params(tmp_path):
-    from stages import profile
+    from stages.tools import profile
 
     p = tmp_path / "params.yaml"
     profile.run("tiny", ROOT / "profiles", p)
@@ -37,10 +38,8 @@ def _digest(folder: Path) -> dict[str, str]:
 
 def _run_both(tmp_path, common, pp, dp, name):
     base = tmp_path / name
-    prepare.run(common, pp, out=base / "prepare", reports=base / "rp")
-    degrade.run(
-        common, dp, manifest_path=base / "prepare/manifest.parquet", out=base / "degrade", reports=base / "rd"
-    )
+    prepare.run(common, pp, at(base))
+    degrade.run(common, dp, at(base))
     return base
 
 
@@ -59,13 +58,7 @@ def test_degrade_draw_does_not_depend_on_other_images(tmp_path):
     pp, dp = _params(tmp_path)
     base = _run_both(tmp_path, COMMON, pp, dp, "all")
     only_test = replace(dp, splits=("test",))
-    degrade.run(
-        COMMON,
-        only_test,
-        manifest_path=base / "prepare/manifest.parquet",
-        out=tmp_path / "t",
-        reports=tmp_path / "rt",
-    )
+    degrade.run(COMMON, only_test, at(base).moved("degrade", tmp_path / "t", tmp_path / "rt"))
     full, part = _digest(base / "degrade"), _digest(tmp_path / "t")
     assert part and all(full[k] == v for k, v in part.items())
 
@@ -78,30 +71,21 @@ def test_haze_depth_without_depth_names_the_image_and_keeps_old_output(tmp_path)
     m.records[0].depth_path = None
     write_manifest(m, tmp_path / "nodepth.parquet")
     with pytest.raises(DataError, match=rf"{m.records[0].path}: method haze_depth needs a depth map"):
-        degrade.run(
-            COMMON,
-            replace(dp, method="haze_depth"),
-            manifest_path=tmp_path / "nodepth.parquet",
-            out=base / "degrade",
-            reports=tmp_path / "r2",
-        )
+        (tmp_path / "nodepth").mkdir()
+        (tmp_path / "nodepth.parquet").rename(tmp_path / "nodepth/manifest.parquet")
+        L = at(base).moved("prepare", tmp_path / "nodepth", tmp_path / "r2")
+        degrade.run(COMMON, replace(dp, method="haze_depth"), L)
     assert _digest(base / "degrade") == before
 
 
 def test_lowlight_and_classify_variants(tmp_path):
     pp, dp = _params(tmp_path)
     common = replace(COMMON, task="classify")
-    prepare.run(common, pp, out=tmp_path / "p", reports=tmp_path / "rp")
-    m = read_manifest(tmp_path / "p/manifest.parquet")
+    prepare.run(common, pp, at(tmp_path))
+    m = read_manifest(at(tmp_path).clean)
     assert len(m.records) == 9 and all(r.label >= 0 and not r.boxes for r in m.records)
     assert all((r.width, r.height) == (pp.embedded.crop_size,) * 2 for r in m.records)
-    metrics = degrade.run(
-        common,
-        replace(dp, method="lowlight"),
-        manifest_path=tmp_path / "p/manifest.parquet",
-        out=tmp_path / "d",
-        reports=tmp_path / "rd",
-    )
+    metrics = degrade.run(common, replace(dp, method="lowlight"), at(tmp_path))
     assert 1.5 <= metrics["gamma_min"] <= metrics["gamma_max"] <= 5.0
 
 
@@ -110,7 +94,5 @@ def test_embedded_classes_must_be_listed(tmp_path):
     from vat.errors import ParamsError
 
     with pytest.raises(ParamsError, match="common.classes"):
-        prepare.run(
-            replace(COMMON, classes=["car", "person"]), pp, out=tmp_path / "p", reports=tmp_path / "r"
-        )
-    assert not (tmp_path / "p").exists()
+        prepare.run(replace(COMMON, classes=["car", "person"]), pp, at(tmp_path))
+    assert not at(tmp_path).out("prepare").exists()

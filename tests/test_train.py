@@ -9,9 +9,15 @@ from conftest import lively_detector
 
 from stages import degrade, prepare, pseudolabel, restore, train, train_restorer
 from vat.config import CommonParams, load_section
-from vat.manifest import Box, read_manifest, write_manifest
+from vat.data.manifest import Box, read_manifest, write_manifest
+from vat.layout import Layout
 from vat.models.translator import load_translator
-from vat.training import crop_targets, load_training_data, lr_factor, make_batch
+from vat.seeding import item_seed
+from vat.train.config import TrainParams
+from vat.train.data import crop_targets, load_training_data, make_batch
+from vat.train.loop import TrainingError, lr_factor
+from vat.train.results import build_translator
+from vat.train.speed import Speed
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = CommonParams(
@@ -22,60 +28,40 @@ COMMON = CommonParams(
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     """prepare -> degrade -> identity R -> restore, a lively random D, pseudo-labels."""
-    from stages import profile
+    from stages.tools import profile
     from vat.models.detector import save_detector
 
     base = tmp_path_factory.mktemp("train")
     p = base / "params.yaml"
     profile.run("tiny", ROOT / "profiles", p)
+    L = at(base)
     pp = load_section(prepare.PrepareParams, "prepare", p)
     pp = replace(pp, embedded=replace(pp.embedded, width=64, height=48, n_train=8, n_val=2, n_test=2))
-    prepare.run(COMMON, pp, out=base / "prepare", reports=base / "r")
-    degrade.run(
-        COMMON,
-        load_section(degrade.DegradeParams, "degrade", p),
-        manifest_path=base / "prepare/manifest.parquet",
-        out=base / "degrade",
-        reports=base / "r",
-    )
+    prepare.run(COMMON, pp, L)
+    degrade.run(COMMON, load_section(degrade.DegradeParams, "degrade", p), L)
     tp = replace(load_section(train_restorer.TrainRestorerParams, "train_restorer", p), arch="identity")
-    train_restorer.run(
-        COMMON,
-        tp,
-        clean_path=base / "prepare/manifest.parquet",
-        degraded_path=base / "degrade/manifest.parquet",
-        out=base / "tr",
-        reports=base / "r",
-        device="cpu",
-    )
-    restore.run(
-        COMMON,
-        load_section(restore.RestoreParams, "restore", p),
-        degraded_path=base / "degrade/manifest.parquet",
-        clean_path=base / "prepare/manifest.parquet",
-        spec_path=base / "tr/restorer.json",
-        out=base / "restore",
-        reports=base / "r",
-        device="cpu",
-    )
+    train_restorer.run(COMMON, tp, L, device="cpu")
+    restore.run(COMMON, load_section(restore.RestoreParams, "restore", p), L, device="cpu")
     det = lively_detector(nc=5, imgsz=64)
     det.model.names = dict(enumerate(COMMON.classes))
-    (base / "models").mkdir()
-    save_detector(det, base / "models/detector.pt", imgsz=64)
+    L.models.mkdir()
+    save_detector(det, L.models / "detector.pt", imgsz=64)
     pl = replace(load_section(pseudolabel.PseudolabelParams, "pseudolabel", p), conf=0.3, k=3)
-    pseudolabel.run(COMMON, pl, clean_path=base / "prepare/manifest.parquet",
-                    degraded_path=base / "degrade/manifest.parquet",
-                    restored_path=base / "restore/manifest.parquet", models=base / "models", out=base / "pl",
-                    reports=base / "r", device="cpu")  # fmt: skip
+    pseudolabel.run(COMMON, pl, L, device="cpu")
     return base
 
 
+def at(base) -> Layout:
+    """Every stage's folders under ``base`` (data) and ``base/reports``."""
+    return Layout(base, base / "reports")
+
+
 def _data(base):
-    m = {k: base / f"{k}/manifest.parquet" for k in ("prepare", "degrade", "restore")}
-    return load_training_data(base / "pl", m["prepare"], m["degrade"], m["restore"])
+    L = at(base)
+    return load_training_data(L.pseudolabels, L.clean, L.degraded, L.restored)
 
 
-PARAMS = train.TrainParams(
+PARAMS = TrainParams(
     translator="vat-w4", identity_init=False, epochs=2, batch=2, crop=32, lr=1e-3, weight_decay=1e-4,
     schedule="cosine", restart_steps=3, min_lr=1e-6, cycle_weight=1.0, mle_weight=1.0, use_cycle=True,
     use_mle=True, use_gate=True, mixup="uncertainty", alpha=0.5, fold_lambda=False, gate_flow=False,
@@ -83,13 +69,14 @@ PARAMS = train.TrainParams(
 )  # fmt: skip
 
 
+def trained_at(base, name, clean=None) -> Layout:
+    """The fixture's layout with train writing to ``base/name`` (``clean``: another clean manifest)."""
+    L = at(base).moved("train", base / name, base / f"{name}.reports", base / f"{name}.resume")
+    return L if clean is None else L.moved("prepare", clean.parent, base / "reports/prepare")
+
+
 def _run(base, name, params=PARAMS, clean=None, **kw):
-    return train.run(
-        COMMON, params, pseudolabels=base / "pl", clean_path=clean or base / "prepare/manifest.parquet",
-        degraded_path=base / "degrade/manifest.parquet", restored_path=base / "restore/manifest.parquet",
-        models=base / "models", out=base / name, resume_dir=base / f"{name}.resume",
-        reports=base / f"{name}.reports", device="cpu", **kw,
-    )  # fmt: skip
+    return train.run(COMMON, params, trained_at(base, name, clean), device="cpu", **kw)
 
 
 def _weights(path):
@@ -145,9 +132,9 @@ def test_a_state_from_other_params_is_moved_aside_not_used(base):
 
 
 def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(base, monkeypatch):
-    import vat.losses
+    import vat.train.losses
 
-    real, calls = vat.losses.vat_loss, {"n": 0}
+    real, calls = vat.train.losses.vat_loss, {"n": 0}
 
     def poisoned(*args, **kwargs):
         out = real(*args, **kwargs)
@@ -156,11 +143,11 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(base, monk
             out["total"] = out["total"] * float("nan")
         return out
 
-    monkeypatch.setattr(vat.losses, "vat_loss", poisoned)
-    with pytest.raises(train.TrainingError, match=r"step 2: non-finite loss .*state\.pt \(step 2\)"):
+    monkeypatch.setattr(vat.train.losses, "vat_loss", poisoned)
+    with pytest.raises(TrainingError, match=r"step 2: non-finite loss .*state\.pt \(step 2\)"):
         _run(base, "nan")
     assert not (base / "nan").exists()
-    from vat.models.restorers import read_checkpoint
+    from vat.models.checkpoints import read_checkpoint
 
     assert read_checkpoint(base / "nan.resume/state.pt")["step"] == 2
 
@@ -207,20 +194,14 @@ def test_lr_schedules():
 
 
 def _one_step_grads(base, **speed):
-    from vat.training import TrainGraph, lambda_generator, targets_to, to_float
+    from vat.train.graph import TrainGraph, lambda_generator, targets_to, to_float
 
     data = _data(base)
-    s = train.Speed(**speed).resolve(torch.device("cpu"))
-    model = train.build_model(COMMON, PARAMS, s, torch.device("cpu"))
-    if s.channels_last:
-        model.to(memory_format=torch.channels_last)
-    if s.compile:
-        model.compile_blocks()
+    s = Speed(**speed).resolve(torch.device("cpu"))
+    model = build_translator(PARAMS, item_seed(COMMON.seed, "train-init"), s, torch.device("cpu"))
+    s.prepare_translator(model)
     det = lively_detector(nc=5, imgsz=64)
-    graph = TrainGraph(model, det, PARAMS.loss_config(), autocast=torch.bfloat16 if s.bf16 else None,
-                       checkpoint_detector=s.checkpoint_detector, fold_batchnorm=s.fold_batchnorm,
-                       one_detector_pass=s.one_detector_pass,
-                       compile_detector=s.compile_detector)  # fmt: skip
+    graph = TrainGraph(model, det, PARAMS.loss_config(), s)
     b = make_batch(data, 0, 2, 32, COMMON.seed)
     dev = torch.device("cpu")
     lq, r, hq = (to_float(x, dev, s.channels_last) for x in (b.lq, b.restored, b.hq))
@@ -250,9 +231,9 @@ def test_speed_options_do_not_change_results_beyond_bf16_rounding(base):
 def test_checkpointed_translator_runs_in_chunks_of_the_batch_and_peaks_lower(base):
     """With the blocks checkpointed, the loss's batched T_A call (I_F, I_HQ, I_mix: 3B images)
     runs in chunks of B, so the backward recomputes one chunk's block at a time."""
-    from vat.bench_train import TensorMemory
+    from vat.bench.train import TensorMemory
     from vat.models.translator import create_translator
-    from vat.training import TrainGraph, lambda_generator, targets_to, to_float
+    from vat.train.graph import TrainGraph, lambda_generator, targets_to, to_float
 
     b = make_batch(_data(base), 0, 2, 32, COMMON.seed)
     dev = torch.device("cpu")
@@ -262,7 +243,7 @@ def test_checkpointed_translator_runs_in_chunks_of_the_batch_and_peaks_lower(bas
         model = create_translator("vat-w8", seed=0, checkpoint=True)
         sizes = []
         model.t_a.register_forward_pre_hook(lambda _m, inp, sizes=sizes: sizes.append(inp[0].shape[0]))
-        graph = TrainGraph(model, det, PARAMS.loss_config(), chunk_translator=chunk)
+        graph = TrainGraph(model, det, PARAMS.loss_config(), Speed().resolve("cpu"), chunk_translator=chunk)
         lq, r, hq = (to_float(x, dev) for x in (b.lq, b.restored, b.hq))
         with TensorMemory() as mem:
             out = graph(lq, r, hq, targets_to(b.targets_lq, dev), targets_to(b.targets_hq, dev),
@@ -305,8 +286,7 @@ def test_bad_inputs_are_named(base, tmp_path):
     from vat.errors import DataError
 
     with pytest.raises(DataError, match="images.parquet: missing; run `vat pseudolabel`"):
-        train.run(COMMON, PARAMS, pseudolabels=tmp_path, out=tmp_path / "o", resume_dir=tmp_path / "s",
-                  reports=tmp_path / "r", device="cpu")  # fmt: skip
+        train.run(COMMON, PARAMS, Layout(tmp_path, tmp_path / "r"), device="cpu")
     with pytest.raises(DataError, match="fewer than train.batch=64"):
         _run(base, "big", params=replace(PARAMS, batch=64))
 
@@ -317,7 +297,7 @@ def test_bad_inputs_are_named(base, tmp_path):
 def _params_file(tmp_path, rows):
     import yaml
 
-    from stages import profile
+    from stages.tools import profile
 
     p = tmp_path / "params.yaml"
     profile.run("tiny", ROOT / "profiles", p)
@@ -333,11 +313,8 @@ def test_ablation_row_is_train_with_its_switches(base, tmp_path):
     from stages import ablate
 
     p = _params_file(tmp_path, {"no_cycle": {"use_cycle": False, "mixup": "none", "epochs": 1}})
-    paths = dict(pseudolabels=base / "pl", clean_path=base / "prepare/manifest.parquet",
-                 degraded_path=base / "degrade/manifest.parquet",
-                 restored_path=base / "restore/manifest.parquet", models=base / "models")  # fmt: skip
-    m = ablate.run("no_cycle", p, device="cpu", out=tmp_path / "abl", resume=tmp_path / "res",
-                   reports=tmp_path / "rep", **paths)  # fmt: skip
+    L = at(base).moved("ablate", tmp_path / "abl", tmp_path / "rep", tmp_path / "res")
+    m = ablate.run("no_cycle", p, L, device="cpu")
     assert m["row"] == "no_cycle" and m["changes"] == {"use_cycle": False, "mixup": "none", "epochs": 1}
     assert m["label"] == "w/o L_cyc (L_mle only)" and m["steps"] == 2
     assert m["params_total"] == m["params_inference"]  # no T_B is built without L_cyc
@@ -348,29 +325,35 @@ def test_ablation_row_is_train_with_its_switches(base, tmp_path):
 
 
 def test_ablation_rows_are_validated(tmp_path):
-    from stages import ablate
+    from vat.config import read_yaml
     from vat.errors import ParamsError
+    from vat.train.config import ablation_row
 
     p = _params_file(tmp_path, {"bad": {"use_cycel": False}, "typo": {"mixup": "some"}, "ok": {}})
+    data = read_yaml(p)
+
+    def row_params(row):
+        return ablation_row(data["ablate"], row, data["train"], str(p))
+
     with pytest.raises(ParamsError, match=r"ablate\.bad\.use_cycel: not a train param"):
-        ablate.row_params("bad", p)
+        row_params("bad")
     with pytest.raises(ParamsError, match=r"ablate\.typo over train\.mixup"):
-        ablate.row_params("typo", p)
+        row_params("typo")
     with pytest.raises(ParamsError, match=r"ablate\.nope: no such row \(rows: bad, typo, ok\)"):
-        ablate.row_params("nope", p)
-    params, changes = ablate.row_params("ok", p)
+        row_params("nope")
+    params, changes = row_params("ok")
     assert changes == {} and params == replace(PARAMS)  # an empty row is train itself
 
 
 def test_default_ablation_rows_are_table4s():
-    from stages import ablate
     from vat.config import profile_params
+    from vat.eval.paper import TABLE4
 
     rows = profile_params("default", ROOT / "profiles")["ablate"]
-    assert set(rows) == set(ablate.TABLE4) | {"w8"} and rows["w8"] == {"translator": "vat-w8"}
+    assert set(rows) == set(TABLE4) | {"w8"} and rows["w8"] == {"translator": "vat-w8"}
     assert rows["no_mle"]["use_mle"] is False and rows["plain_mixup"] == {"mixup": "plain"}
     paper = profile_params("paper", ROOT / "profiles")["ablate"]
-    assert set(ablate.TABLE4) < set(paper) and paper["w48"] == {"translator": "vat-w48"}
+    assert set(TABLE4) < set(paper) and paper["w48"] == {"translator": "vat-w48"}
 
 
 # -- the unpaired stage: CycleGAN-style, no pseudo-labels -------------------------------------------
@@ -381,11 +364,10 @@ def _unpaired(base, name, pl=None, **kw):
 
     params = unpaired.UnpairedParams(epochs=None, lr=2e-4, critic_width=4, critic_layers=2, cycle_weight=10.0,
                                      adv_weight=1.0, identity_weight=0.5, pool=3)  # fmt: skip
-    return unpaired.run(COMMON, replace(PARAMS, **kw), params, pseudolabels=pl or base / "pl",
-                        clean_path=base / "prepare/manifest.parquet",
-                        degraded_path=base / "degrade/manifest.parquet",
-                        restored_path=base / "restore/manifest.parquet", models=base / "models",
-                        out=base / name, reports=base / f"{name}.reports", device="cpu")  # fmt: skip
+    L = at(base).moved("unpaired", base / name, base / f"{name}.reports", base / f"{name}.resume")
+    if pl is not None:
+        L = L.moved("pseudolabel", pl, base / "reports/pseudolabel")
+    return unpaired.run(COMMON, replace(PARAMS, **kw), params, L, device="cpu")
 
 
 def test_unpaired_baseline_trains_the_same_translator_without_pseudo_labels(base, tmp_path):
@@ -398,14 +380,14 @@ def test_unpaired_baseline_trains_the_same_translator_without_pseudo_labels(base
     assert meta["objective"] == "cyclegan" and m["steps"] == 4 and len(m["val"]) == 2
     assert set(m["final_loss"]) == {"total", "cycle", "adv", "identity", "critic"}
     assert m["params_critics"] > 0 and (base / "cyc.reports/samples.png").is_file()
-    init = train.build_model(COMMON, PARAMS, train.Speed(), torch.device("cpu"))
+    init = build_translator(PARAMS, item_seed(COMMON.seed, "train-init"), Speed(), torch.device("cpu"))
     assert m["params_total"] == sum(p.numel() for p in init.parameters())  # VaT's translator, same size
     assert m["params_inference"] == sum(p.numel() for p in model.parameters())
     assert not _same(_weights(base / "cyc/last.pt"), {k: v for k, v in init.state_dict().items()
                                                           if not k.startswith("t_b.")})  # fmt: skip
     # the boxes of the pseudo-label table are never read: scrambled boxes, same weights
     pl = tmp_path / "pl"
-    shutil.copytree(base / "pl", pl)
+    shutil.copytree(at(base).pseudolabels, pl)
     boxes = pd.read_parquet(pl / "boxes.parquet")
     for c in ("x1", "y1"):
         boxes[c] = 1.0
@@ -419,7 +401,7 @@ def test_unpaired_baseline_trains_the_same_translator_without_pseudo_labels(base
 
 def test_unpaired_losses():
     from vat.models.translator import create_translator
-    from vat.unpaired import HistoryPool, PatchCritic, critic_loss, generator_loss
+    from vat.train.unpaired import HistoryPool, PatchCritic, critic_loss, generator_loss
 
     critic = PatchCritic(width=4, layers=3)
     assert critic(torch.rand(2, 3, 64, 64)).shape == (2, 1, 6, 6)  # one score per overlapping patch
@@ -449,32 +431,27 @@ def test_unpaired_losses():
 @pytest.fixture(scope="module")
 def cls_base(tmp_path_factory):
     """Object crops -> low light -> identity R -> restore, a small CNN D (2 epochs), soft pseudo-labels."""
-    from stages import profile, train_detector
+    from stages import train_detector
+    from stages.tools import profile
 
     base = tmp_path_factory.mktemp("train_cls")
     p = base / "params.yaml"
     profile.run("tiny", ROOT / "profiles", p)
     common = replace(COMMON, task="classify")
+    L = at(base)
     pp = load_section(prepare.PrepareParams, "prepare", p)
     pp = replace(pp, embedded=replace(pp.embedded, n_train=16, n_val=4, n_test=4, crop_size=32))
-    prepare.run(common, pp, out=base / "prepare", reports=base / "r")
-    clean = base / "prepare/manifest.parquet"
+    prepare.run(common, pp, L)
     dp = replace(load_section(degrade.DegradeParams, "degrade", p), method="lowlight")
-    degrade.run(common, dp, manifest_path=clean, out=base / "degrade", reports=base / "r")
+    degrade.run(common, dp, L)
     tp = replace(load_section(train_restorer.TrainRestorerParams, "train_restorer", p), arch="identity")
-    train_restorer.run(common, tp, clean_path=clean, degraded_path=base / "degrade/manifest.parquet",
-                       out=base / "tr", reports=base / "r", device="cpu")  # fmt: skip
-    restore.run(common, load_section(restore.RestoreParams, "restore", p),
-                degraded_path=base / "degrade/manifest.parquet", clean_path=clean,
-                spec_path=base / "tr/restorer.json", out=base / "restore", reports=base / "r",
-                device="cpu")  # fmt: skip
+    train_restorer.run(common, tp, L, device="cpu")
+    restore.run(common, load_section(restore.RestoreParams, "restore", p), L, device="cpu")
     dtp = replace(load_section(train_detector.TrainDetectorParams, "train_detector", p), model="small_cnn",
                   epochs=2, imgsz=32)  # fmt: skip
-    train_detector.run(common, dtp, clean_path=clean, out=base / "models", reports=base / "r", device="cpu")
+    train_detector.run(common, dtp, L, device="cpu")
     pl = replace(load_section(pseudolabel.PseudolabelParams, "pseudolabel", p), k=3)
-    pseudolabel.run(common, pl, clean_path=clean, degraded_path=base / "degrade/manifest.parquet",
-                    restored_path=base / "restore/manifest.parquet", models=base / "models", out=base / "pl",
-                    reports=base / "r", device="cpu")  # fmt: skip
+    pseudolabel.run(common, pl, L, device="cpu")
     return base
 
 
@@ -482,19 +459,19 @@ CLS_PARAMS = replace(PARAMS, crop=None, batch=4, epochs=2)
 
 
 def _run_cls(base, name, params=CLS_PARAMS, pseudolabels=None):
-    return train.run(
-        replace(COMMON, task="classify"), params, pseudolabels=pseudolabels or base / "pl",
-        clean_path=base / "prepare/manifest.parquet", degraded_path=base / "degrade/manifest.parquet",
-        restored_path=base / "restore/manifest.parquet", models=base / "models", out=base / name,
-        resume_dir=base / f"{name}.resume", reports=base / f"{name}.reports", device="cpu",
-    )  # fmt: skip
+    L = trained_at(base, name)
+    if pseudolabels is not None:
+        L = L.moved("pseudolabel", pseudolabels, base / "reports/pseudolabel")
+    return train.run(replace(COMMON, task="classify"), params, L, device="cpu")
 
 
 def test_classification_trains_on_soft_labels_and_selects_on_val_accuracy(cls_base):
-    from vat.training import load_classification_data
+    from vat.train.data import load_classification_data
 
     m = cls_base / "prepare/manifest.parquet", cls_base / "degrade/manifest.parquet"
-    data = load_classification_data(cls_base / "pl", m[0], m[1], cls_base / "restore/manifest.parquet")
+    data = load_classification_data(
+        at(cls_base).pseudolabels, m[0], m[1], cls_base / "restore/manifest.parquet"
+    )
     assert len(data.degraded) == 8 and len(data.clean) == 8
     d = data.degraded[0]
     assert d.probs.shape == (5,) and abs(float(d.probs.sum()) - 1) < 1e-4 and d.boxes.shape == (0, 4)
@@ -515,21 +492,20 @@ def test_classification_trains_on_soft_labels_and_selects_on_val_accuracy(cls_ba
 
 def test_evaluate_scores_a_classification_translator(cls_base):
     """evaluate's translator row for classification: accuracy and AUC of D on T_A(I_F); the ROC plot."""
-    from stages import evaluate
-    from vat.evaluation import load_vision_model, translated_classifications, translation_triples
+    from vat.eval.evaluation import load_vision_model, translated_classifications, translation_triples
+    from vat.eval.scoring import EvaluateParams, evaluate
 
     if not (cls_base / "c/translator.pt").is_file():
         _run_cls(cls_base, "c")
     clean, deg, rest = (cls_base / f"{k}/manifest.parquet" for k in ("prepare", "degrade", "restore"))
     inputs = {"Vanilla D(I_LQ)": deg, "Baseline D(R(I_LQ)), R=identity": rest,
               "VaT D(T_A(I_F)), val-selected": (cls_base / "c/translator.pt", rest)}  # fmt: skip
-    params = evaluate.EvaluateParams(split="test", interpolation="voc_all_point", niqe_patch=None)
-    result = evaluate.run(replace(COMMON, task="classify"), params, inputs=inputs, truth_path=clean,
-                          models=cls_base / "models", reports=cls_base / "ev", device="cpu",
-                          degraded_path=deg)  # fmt: skip
+    params = EvaluateParams(split="test", interpolation="voc_all_point", niqe_patch=None)
+    result = evaluate(replace(COMMON, task="classify"), params, inputs, at(cls_base), cls_base / "ev",
+                      device="cpu")  # fmt: skip
     row = result["methods"]["VaT D(T_A(I_F)), val-selected"]
     truth = {r.image_id: r for r in read_manifest(clean).split("test")}
-    d = load_vision_model("classify", cls_base / "models", COMMON.classes)
+    d = load_vision_model("classify", at(cls_base).models, COMMON.classes)
     probs, labels = translated_classifications(d, load_translator(cls_base / "c/translator.pt")[0],
                                                translation_triples(truth, deg, rest, "test"))  # fmt: skip
     assert row["accuracy"] == round(float((probs.argmax(1) == labels).mean()), 4) and row["epoch"] >= 1
@@ -545,15 +521,15 @@ def test_classification_learns_from_kept_labels_only(cls_base, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from vat.pseudolabels import LABEL_SCHEMA
+    from vat.labels.pseudolabels import LABEL_SCHEMA
 
     p = replace(CLS_PARAMS, epochs=1, select="last")
     _run_cls(cls_base, "ref", p)
-    rows = pq.read_table(cls_base / "pl/labels.parquet").to_pylist()
+    rows = pq.read_table(at(cls_base).pseudolabels / "labels.parquet").to_pylist()
 
     def variant(name, change):
         d = tmp_path / name
-        shutil.copytree(cls_base / "pl", d)
+        shutil.copytree(at(cls_base).pseudolabels, d)
         pq.write_table(pa.Table.from_pylist([change(dict(r)) for r in rows], schema=LABEL_SCHEMA),
                        d / "labels.parquet")  # fmt: skip
         _run_cls(cls_base, name, p, pseudolabels=d)
@@ -583,7 +559,8 @@ def test_real_sets_without_clean_pairs_are_scored_beside_the_synthetic_one(base,
     from PIL import Image
     from test_readers import voc_dataset
 
-    from stages import profile, real
+    from stages import real
+    from stages.tools import profile
 
     if not (base / "a/translator.pt").is_file():
         _run(base, "a")
@@ -606,9 +583,12 @@ def test_real_sets_without_clean_pairs_are_scored_beside_the_synthetic_one(base,
     data["real"]["photos"] = {"source": "voc", "root": str(tmp_path / "voc"), "annotations": None,
                               "split": "all", "degrade": None}  # fmt: skip
     p.write_text(yaml.safe_dump(data))
-    m = real.run(p, device="cpu", out=tmp_path / "out", reports=tmp_path / "rep",
-                 clean_path=base / "prepare/manifest.parquet", spec_path=base / "tr/restorer.json",
-                 models=base / "models", translators=base / "a", unpaired=tmp_path / "none")  # fmt: skip
+    L = (
+        at(base)
+        .moved("real", tmp_path / "out", tmp_path / "rep")
+        .moved("train", base / "a", base / "a.reports")
+    )
+    m = real.run(p, L.moved("unpaired", tmp_path / "none", tmp_path / "none"), device="cpu")
     assert set(m) == {"fog", "photos"} and m["fog"]["images"] == 4 and m["photos"]["images"] == 3
     assert m["photos"]["boxes"] == sum(len(e[1]) for e in entries.values())
     for name in m:

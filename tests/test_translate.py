@@ -1,4 +1,4 @@
-"""vat.translate (tiled translator inference) and the `vat translate` stage, on tiny images."""
+"""vat.models.translate (tiled translator inference) and the `vat translate` stage, on tiny images."""
 
 import json
 
@@ -7,12 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stages import translate
+from stages.tools import translate
 from vat.errors import DataError
 from vat.io import load_rgb, save_png
 from vat.models.restorers import build_restorer
+from vat.models.translate import translate_image, translate_tiled
 from vat.models.translator import create_translator, save_translator
-from vat.translate import translate_image, translate_tiled
 
 
 def _model(**overrides):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-import vat.uncertainty as unc
-from vat.uncertainty import NUQ, chunked_knn, epsilon_from_quantile, loss_weights
+import vat.labels.uncertainty as unc
+from vat.labels.uncertainty import NUQ, chunked_knn, epsilon_from_quantile, loss_weights
 
 
 def two_blobs(n_per: int = 300, std: float = 1.0, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

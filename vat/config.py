@@ -13,6 +13,7 @@ Profiles: ``profiles/default.yaml`` is a complete params file; ``profiles/tiny.y
 from __future__ import annotations
 
 import dataclasses
+import io
 import types
 import typing
 from dataclasses import dataclass, field
@@ -192,3 +193,31 @@ def profile_params(name: str, profiles_dir: str | Path = "profiles") -> dict:
     if name == "default":
         return base
     return merge(base, read_yaml(profiles_dir / f"{name}.yaml"), f"{profiles_dir / name}.yaml: ")
+
+
+def render_profile(name: str, profiles_dir: Path) -> str:
+    """The text of ``params.yaml`` for profile ``name``: default.yaml with the overlay's values
+    written in, keeping default.yaml's comments."""
+    from ruamel.yaml import YAML
+
+    rt = YAML()
+    rt.width = 120
+    rt.representer.add_representer(
+        type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null")
+    )
+    base = rt.load((profiles_dir / "default.yaml").read_text())
+    if name != "default":
+        _overlay(base, rt.load((profiles_dir / f"{name}.yaml").read_text()) or {})
+    buf = io.StringIO()
+    buf.write(f"# Written by `vat profile {name}` from {profiles_dir}/default.yaml")
+    buf.write(f" and {profiles_dir}/{name}.yaml.\n" if name != "default" else ".\n")
+    rt.dump(base, buf)
+    return buf.getvalue()
+
+
+def _overlay(base, overlay) -> None:
+    for k, v in overlay.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _overlay(base[k], v)
+        else:
+            base[k] = v

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vat.datasets import as_float_images
+from vat.data.images import as_float_images
 from vat.errors import DataError, ParamsError
 from vat.io import save_torch
 

@@ -57,7 +57,7 @@ from ultralytics.utils.tal import TaskAlignedAssigner, make_anchors
 
 # Importing this module ran vat/__init__.py first (YOLO_OFFLINE and friends are set before
 # ultralytics is imported above).
-from vat.datasets import as_float_images
+from vat.data.images import as_float_images
 from vat.errors import DataError
 from vat.io import save_torch
 

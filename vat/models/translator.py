@@ -526,7 +526,7 @@ def load_translator(
 ) -> tuple[VaT, dict[str, Any]]:
     """(model in eval mode, meta) from a :func:`save_translator` file, loaded with weights_only=True."""
     from vat.errors import DataError
-    from vat.models.restorers import read_checkpoint
+    from vat.models.checkpoints import read_checkpoint
 
     path = Path(path)
     ckpt = read_checkpoint(path)

@@ -1,0 +1,451 @@
+"""Synthetic degradations: IA-YOLO haze, depth-based haze, low light, named corruptions.
+
+Images are ``float32`` numpy arrays ``(H, W, 3)`` in [0, 1]; every function returns a
+new array of the same shape and dtype, clipped to [0, 1], and is vectorised (no Python
+loop over pixels). Randomness never comes from a global RNG: :func:`draw_params` takes an
+explicit generator (see :func:`vat.seeding.item_rng`) and records every draw, and
+:func:`apply` is a pure function of (image, params, depth).
+
+References
+----------
+- Haze: the atmospheric scattering model I = J t + A (1 - t) with IA-YOLO's synthetic
+  transmission (Liu et al., "Image-Adaptive YOLO for Object Detection in Adverse Weather
+  Conditions", AAAI 2022), as used by VaT (Wu & Jin, ECCV 2024): for pixel (j, l) of an
+  r x c image, d = -0.04 * sqrt((j - r/2)^2 + (l - c/2)^2) + sqrt(max(r, c)),
+  t = exp(-beta d), A = 0.5, beta = 0.01 i + 0.05 for i in 0..9. Haze is thickest at the
+  image centre. (IA-YOLO's own script puts the centre at the integer pixel
+  (r // 2, c // 2); ``floor_centre=True`` reproduces that; the two differ by half a pixel
+  on odd sizes.)
+- Depth haze: Koschmieder's law t = exp(-beta * depth) with depth in metres.
+- Low light: I = J ** gamma, gamma ~ U(1.5, 5) (VaT's low-light synthesis).
+- Corruptions: imagecorruptions (Michaelis et al., "Benchmarking Robustness in Object
+  Detection", 2019) through :mod:`vat.data.compat_imagecorruptions`, and albumentations 2.x
+  (Buslaev et al., 2020) weather / noise / blur / compression transforms.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from vat.errors import DataError
+from vat.io import to_uint8
+
+__all__ = [
+    "ALBUMENTATIONS",
+    "IAYOLO_BETAS",
+    "METHODS",
+    "PARAM_KEYS",
+    "DegradeParams",
+    "apply",
+    "corrupt",
+    "corruption_names",
+    "draw_params",
+    "haze_depth",
+    "haze_iayolo",
+    "lowlight",
+    "transmission_iayolo",
+]
+
+#: IA-YOLO's ten haze levels: beta = 0.01 * i + 0.05, i = 0..9 (0.05 .. 0.14).
+IAYOLO_BETAS: tuple[float, ...] = tuple(round(0.01 * i + 0.05, 10) for i in range(10))
+
+METHODS: tuple[str, ...] = ("haze", "haze_depth", "lowlight", "corruption")
+
+#: Keys of every :func:`draw_params` dict (unused ones are None).
+PARAM_KEYS: tuple[str, ...] = ("method", "beta", "airlight", "gamma", "corruption", "severity", "seed")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _as_image(image: np.ndarray) -> np.ndarray:
+    """Check an (H, W, 3) float image in [0, 1]; return it as float32 (no copy if already)."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) image, got shape {image.shape}")
+    if not np.issubdtype(image.dtype, np.floating):
+        raise TypeError(f"expected a float image in [0, 1], got {image.dtype} (convert with vat.io.to_float)")
+    return image.astype(np.float32, copy=False)
+
+
+def _scatter(image: np.ndarray, t: np.ndarray, airlight: float) -> np.ndarray:
+    """I = J t + A (1 - t), with t (H, W) broadcast over channels, clipped to [0, 1]."""
+    t = t[:, :, None]  # (H, W, 1)
+    out = image * t + np.float32(airlight) * (np.float32(1.0) - t)  # (H, W, 3)
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def _check_airlight(airlight: float) -> None:
+    if not (0.0 <= airlight <= 1.0):
+        raise ValueError(f"airlight A must be in [0, 1], got {airlight}")
+
+
+# --------------------------------------------------------------------------- haze
+
+
+def transmission_iayolo(height: int, width: int, beta: float, floor_centre: bool = False) -> np.ndarray:
+    """IA-YOLO's transmission map t, ``float32`` (H, W).
+
+    d = -0.04 * sqrt((j - r/2)^2 + (l - c/2)^2) + sqrt(max(r, c)), t = exp(-beta d), with
+    j the row and l the column. ``floor_centre`` uses (r // 2, c // 2) as IA-YOLO's script.
+    On very large images (max side above ~2500 px) d turns negative at the corners and t
+    exceeds 1 there; :func:`haze_iayolo` clips the result to [0, 1].
+    """
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image size must be positive, got {height}x{width}")
+    if not (beta >= 0.0 and math.isfinite(beta)):
+        raise ValueError(f"beta must be finite and >= 0, got {beta}")
+    cy = height // 2 if floor_centre else height / 2
+    cx = width // 2 if floor_centre else width / 2
+    j = np.arange(height, dtype=np.float64)[:, None] - cy  # (H, 1)
+    lc = np.arange(width, dtype=np.float64)[None, :] - cx  # (1, W)
+    d = -0.04 * np.sqrt(j * j + lc * lc) + math.sqrt(max(height, width))  # (H, W)
+    return np.exp(-beta * d).astype(np.float32)
+
+
+def haze_iayolo(image: np.ndarray, beta: float, A: float = 0.5, floor_centre: bool = False) -> np.ndarray:
+    """IA-YOLO synthetic haze: I = J t + A (1 - t) with :func:`transmission_iayolo`."""
+    image = _as_image(image)
+    _check_airlight(A)
+    t = transmission_iayolo(image.shape[0], image.shape[1], beta, floor_centre=floor_centre)
+    return _scatter(image, t, A)
+
+
+def haze_depth(image: np.ndarray, depth: np.ndarray, beta: float, A: float = 0.5) -> np.ndarray:
+    """Depth-based haze: t = exp(-beta * depth), ``depth`` (H, W) in metres, beta in 1/m."""
+    image = _as_image(image)
+    _check_airlight(A)
+    depth = np.asarray(depth)
+    if depth.ndim == 3 and depth.shape[2] == 1:
+        depth = depth[:, :, 0]
+    if depth.shape != image.shape[:2]:
+        raise DataError(f"depth map shape {depth.shape} does not match the image's {image.shape[:2]}")
+    if not (beta >= 0.0 and math.isfinite(beta)):
+        raise ValueError(f"beta must be finite and >= 0, got {beta}")
+    depth = depth.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(depth)) or bool((depth < 0).any()):
+        raise DataError("depth map must be finite and >= 0 (metres)")
+    t = np.exp(np.float32(-beta) * depth)  # (H, W)
+    return _scatter(image, t, A)
+
+
+# --------------------------------------------------------------------------- low light
+
+
+def lowlight(image: np.ndarray, gamma: float) -> np.ndarray:
+    """Low light: I = J ** gamma (gamma > 1 darkens)."""
+    image = _as_image(image)
+    if not (gamma > 0.0 and math.isfinite(gamma)):
+        raise ValueError(f"gamma must be finite and > 0, got {gamma}")
+    # Clip first: a negative value (rounding noise) to a fractional power is NaN.
+    out = np.clip(image, 0.0, 1.0)
+    return np.power(out, np.float32(gamma), out=out)
+
+
+# --------------------------------------------------------------------------- corruptions
+
+
+@functools.cache
+def _ic() -> Any:
+    # Imported lazily: scikit-image / scipy / cv2 are only needed for corruptions.
+    from vat.data import compat_imagecorruptions
+
+    return compat_imagecorruptions
+
+
+@functools.cache
+def _albumentations() -> Any:
+    # Imported lazily: importing albumentations takes about 2 s.
+    os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    import albumentations
+
+    return albumentations
+
+
+def _pick(values: tuple[Any, ...], severity: int) -> Any:
+    return values[severity - 1]
+
+
+def _point(x: float) -> tuple[float, float]:
+    return (x, x)
+
+
+# Severity 1..5 -> albumentations 2.x constructor kwargs; ``(h, w)`` is the image size.
+# Where a range is a single point, the severity alone fixes the strength and the seed
+# only places things (drops, flakes, shadows, flare position, noise).
+_ALB_SPECS: dict[str, Callable[[int, int, int], dict[str, Any]]] = {
+    "RandomFog": lambda s, h, w: {
+        "fog_coef_range": _point(_pick((0.2, 0.35, 0.5, 0.65, 0.8), s)),
+        "alpha_coef": 0.08,
+    },
+    "RandomRain": lambda s, h, w: {
+        "rain_type": _pick(("drizzle", "default", "heavy", "torrential", "torrential"), s),
+        "brightness_coefficient": _pick((0.9, 0.8, 0.7, 0.6, 0.5), s),
+    },
+    "RandomSnow": lambda s, h, w: {
+        "snow_point_range": _point(_pick((0.1, 0.2, 0.3, 0.4, 0.5), s)),
+        "brightness_coeff": 2.5,
+        "method": "bleach",
+    },
+    "RandomShadow": lambda s, h, w: {
+        "shadow_roi": (0.0, 0.0, 1.0, 1.0),
+        "num_shadows_limit": (_pick((1, 1, 2, 2, 3), s),) * 2,
+        "shadow_intensity_range": _point(_pick((0.3, 0.4, 0.5, 0.6, 0.7), s)),
+    },
+    "RandomSunFlare": lambda s, h, w: {
+        "src_radius": max(2, round(_pick((0.05, 0.1, 0.15, 0.2, 0.3), s) * max(h, w))),
+        "num_flare_circles_range": _pick(((2, 4), (4, 6), (6, 8), (8, 10), (10, 12)), s),
+        "flare_roi": (0.0, 0.0, 1.0, 0.5),
+    },
+    "GaussNoise": lambda s, h, w: {"std_range": _point(_pick((0.08, 0.12, 0.18, 0.26, 0.38), s))},
+    "MotionBlur": lambda s, h, w: {"blur_limit": (_pick((5, 9, 13, 17, 23), s),) * 2},
+    "ISONoise": lambda s, h, w: {
+        "color_shift": _point(_pick((0.01, 0.02, 0.03, 0.04, 0.05), s)),
+        "intensity": _point(_pick((0.1, 0.2, 0.3, 0.4, 0.5), s)),
+    },
+    "Downscale": lambda s, h, w: {"scale_range": _point(_pick((0.6, 0.5, 0.4, 0.3, 0.25), s))},
+    "ImageCompression": lambda s, h, w: {
+        "compression_type": "jpeg",
+        "quality_range": (_pick((25, 18, 15, 10, 7), s),) * 2,
+    },
+    "RandomBrightnessContrast": lambda s, h, w: {
+        "brightness_limit": (-_pick((0.1, 0.2, 0.3, 0.4, 0.5), s), _pick((0.1, 0.2, 0.3, 0.4, 0.5), s)),
+        "contrast_limit": _point(-_pick((0.1, 0.2, 0.3, 0.4, 0.5), s)),
+    },
+}
+
+#: Supported albumentations transform names (see :func:`corrupt` for the severity table).
+ALBUMENTATIONS: tuple[str, ...] = tuple(_ALB_SPECS)
+
+
+def corruption_names() -> tuple[str, ...]:
+    """Every valid ``corrupt`` name: ``imagecorruptions/<name>`` and ``albumentations/<name>``."""
+    return tuple(f"imagecorruptions/{n}" for n in _ic().CORRUPTIONS) + tuple(
+        f"albumentations/{n}" for n in ALBUMENTATIONS
+    )
+
+
+def _check_corruption_name(name: str) -> tuple[str, str]:
+    library, _, transform = str(name).partition("/")
+    ok = (library == "albumentations" and transform in _ALB_SPECS) or (
+        library == "imagecorruptions" and transform in _ic().CORRUPTIONS
+    )
+    if not ok:
+        raise ValueError(f"unknown corruption {name!r}; valid names: {', '.join(corruption_names())}")
+    return library, transform
+
+
+def _check_severity(severity: int) -> int:
+    ok = isinstance(severity, int | np.integer) and not isinstance(severity, bool) and 1 <= severity <= 5
+    if not ok:
+        raise ValueError(f"severity must be an integer 1..5, got {severity!r}")
+    return int(severity)
+
+
+def _fit(out: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Any corruption output -> float32 (H, W, 3) in [0, 1] of the input's size."""
+    out = np.asarray(out)
+    if out.dtype == np.uint8:
+        out = out.astype(np.float32) / 255.0
+    out = out.astype(np.float32, copy=False)
+    if out.ndim == 2:
+        out = np.repeat(out[:, :, None], 3, axis=2)
+    if out.shape[:2] != (height, width):
+        import cv2
+
+        out = cv2.resize(out, (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.clip(out, 0.0, 1.0)
+
+
+def corrupt(image: np.ndarray, name: str, severity: int, seed: int) -> np.ndarray:
+    """Apply a named corruption at severity 1..5, deterministically for a given ``seed``.
+
+    ``name`` is ``"imagecorruptions/<name>"`` (any of its 19: gaussian_noise, shot_noise,
+    impulse_noise, defocus_blur, glass_blur, motion_blur, zoom_blur, snow, frost, fog,
+    brightness, contrast, elastic_transform, pixelate, jpeg_compression, speckle_noise,
+    gaussian_blur, spatter, saturate; severity is the package's own 1..5, images at least
+    32 px a side; the input is quantised to uint8 as the package expects) or
+    ``"albumentations/<Transform>"``, built with ``p=1`` inside ``A.Compose(seed=seed)``
+    with these albumentations 2.x arguments per severity 1 / 2 / 3 / 4 / 5 ("x" means the
+    range (x, x), so the severity alone sets the strength):
+
+    ======================== ================================================================
+    Transform                Severity 1 / 2 / 3 / 4 / 5
+    ======================== ================================================================
+    RandomFog                fog_coef_range x = 0.2 / 0.35 / 0.5 / 0.65 / 0.8; alpha_coef 0.08
+    RandomRain               rain_type drizzle / default / heavy / torrential / torrential;
+                             brightness_coefficient 0.9 / 0.8 / 0.7 / 0.6 / 0.5
+    RandomSnow               snow_point_range x = 0.1 / 0.2 / 0.3 / 0.4 / 0.5;
+                             brightness_coeff 2.5, method bleach
+    RandomShadow             num_shadows_limit x = 1 / 1 / 2 / 2 / 3; shadow_intensity_range
+                             x = 0.3 / 0.4 / 0.5 / 0.6 / 0.7; shadow_roi whole image
+    RandomSunFlare           src_radius = 0.05 / 0.1 / 0.15 / 0.2 / 0.3 x max(H, W) px;
+                             num_flare_circles_range (2,4) / (4,6) / (6,8) / (8,10) / (10,12);
+                             flare_roi top half
+    GaussNoise               std_range x = 0.08 / 0.12 / 0.18 / 0.26 / 0.38 (as
+                             imagecorruptions' gaussian_noise)
+    MotionBlur               blur_limit x = 5 / 9 / 13 / 17 / 23 px
+    ISONoise                 color_shift x = 0.01 / 0.02 / 0.03 / 0.04 / 0.05;
+                             intensity x = 0.1 / 0.2 / 0.3 / 0.4 / 0.5
+    Downscale                scale_range x = 0.6 / 0.5 / 0.4 / 0.3 / 0.25 (as pixelate)
+    ImageCompression         jpeg, quality_range x = 25 / 18 / 15 / 10 / 7 (as
+                             jpeg_compression)
+    RandomBrightnessContrast brightness_limit (-b, b), contrast_limit x = -b, with
+                             b = 0.1 / 0.2 / 0.3 / 0.4 / 0.5 (always lower contrast)
+    ======================== ================================================================
+
+    Returns ``float32`` (H, W, 3) in [0, 1] with the input's H and W.
+    """
+    image = _as_image(image)
+    library, transform = _check_corruption_name(name)
+    severity = _check_severity(severity)
+    if not isinstance(seed, int | np.integer) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = int(seed)
+    height, width = image.shape[:2]
+    if library == "imagecorruptions":
+        out = _ic().get_corruption(transform)(to_uint8(image), severity, seed)
+    else:
+        A = _albumentations()
+        kwargs = _ALB_SPECS[transform](severity, height, width)
+        pipeline = A.Compose([getattr(A, transform)(p=1.0, **kwargs)], seed=seed)
+        out = pipeline(image=np.ascontiguousarray(np.clip(image, 0.0, 1.0)))["image"]
+    return _fit(out, height, width)
+
+
+# --------------------------------------------------------------------------- config, draw, apply
+
+
+def _pair(value: Any, field: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{field} must be a pair (lo, hi) of numbers, got {value!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+        raise ValueError(f"{field} must be finite with lo <= hi, got {value!r}")
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class DegradeParams:
+    """``degrade``: what to synthesise; one set of parameters is drawn per image by
+    :func:`draw_params`. The defaults are IA-YOLO's (haze) and the paper's (low light)."""
+
+    method: Literal["haze", "haze_depth", "lowlight", "corruption"]  # IA-YOLO's haze, depth haze, ...
+    betas: tuple[float, ...] = IAYOLO_BETAS  # haze: levels, one drawn uniformly per image (0.05..0.14)
+    depth_betas: tuple[float, float] = (0.02, 0.12)  # haze_depth: beta ~ U(lo, hi), 1/m
+    airlight: float = 0.5  # A in I = J t + A (1 - t), in [0, 1]
+    gamma_range: tuple[float, float] = (1.5, 5.0)  # lowlight: gamma ~ U(lo, hi), > 0 (paper: 1.5..5)
+    corruptions: tuple[str, ...] = ()  # corruption: "imagecorruptions/fog", "albumentations/RandomRain"
+    severities: tuple[int, ...] = (1, 2, 3, 4, 5)  # corruption: severity levels, one drawn per image
+    splits: tuple[str, ...] = ("train", "val", "test")  # which splits the stage degrades
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"degrade method must be one of {', '.join(METHODS)}; got {self.method!r}")
+        # Lists from YAML become tuples so the config stays hashable and immutable.
+        try:
+            betas = tuple(float(b) for b in self.betas)
+        except (TypeError, ValueError):
+            raise ValueError(f"betas must be a list of numbers, got {self.betas!r}") from None
+        if not betas or not all(math.isfinite(b) and b >= 0 for b in betas):
+            raise ValueError(f"betas must be a non-empty list of finite numbers >= 0, got {self.betas!r}")
+        object.__setattr__(self, "betas", betas)
+        depth_betas = _pair(self.depth_betas, "depth_betas")
+        if depth_betas[0] < 0:
+            raise ValueError(f"depth_betas must be >= 0 (1/m), got {self.depth_betas!r}")
+        object.__setattr__(self, "depth_betas", depth_betas)
+        airlight = float(self.airlight)
+        if not 0.0 <= airlight <= 1.0:
+            raise ValueError(f"airlight must be in [0, 1], got {self.airlight!r}")
+        object.__setattr__(self, "airlight", airlight)
+        gamma_range = _pair(self.gamma_range, "gamma_range")
+        if gamma_range[0] <= 0:
+            raise ValueError(f"gamma_range must be > 0, got {self.gamma_range!r}")
+        object.__setattr__(self, "gamma_range", gamma_range)
+        if isinstance(self.corruptions, str):
+            raise ValueError(f"corruptions must be a list of names, got the string {self.corruptions!r}")
+        corruptions = tuple(str(c) for c in self.corruptions)
+        for name in corruptions:
+            _check_corruption_name(name)
+        if self.method == "corruption" and not corruptions:
+            raise ValueError(
+                "method 'corruption' needs a non-empty corruptions list, e.g. "
+                "['imagecorruptions/fog', 'albumentations/RandomRain']"
+            )
+        object.__setattr__(self, "corruptions", corruptions)
+        severities = tuple(self.severities)
+        if not severities:
+            raise ValueError("severities must be a non-empty list of integers 1..5")
+        object.__setattr__(self, "severities", tuple(_check_severity(s) for s in severities))
+        if unknown := sorted(set(self.splits) - {"train", "val", "test"}):
+            raise ValueError(f"splits: unknown {unknown} (train, val, test)")
+
+
+def draw_params(cfg: DegradeParams, rng: np.random.Generator) -> dict:
+    """Draw one image's degradation parameters; a flat dict with every key of PARAM_KEYS.
+
+    Values are plain Python ``str`` / ``float`` / ``int`` (or None where unused), ready
+    for Parquet or JSON.
+    """
+    params: dict[str, Any] = dict.fromkeys(PARAM_KEYS)
+    params["method"] = cfg.method
+    if cfg.method == "haze":
+        params["beta"] = float(cfg.betas[int(rng.integers(len(cfg.betas)))])
+        params["airlight"] = cfg.airlight
+    elif cfg.method == "haze_depth":
+        params["beta"] = float(rng.uniform(*cfg.depth_betas))
+        params["airlight"] = cfg.airlight
+    elif cfg.method == "lowlight":
+        params["gamma"] = float(rng.uniform(*cfg.gamma_range))
+    else:  # corruption
+        params["corruption"] = cfg.corruptions[int(rng.integers(len(cfg.corruptions)))]
+        params["severity"] = cfg.severities[int(rng.integers(len(cfg.severities)))]
+        params["seed"] = int(rng.integers(0, 2**63 - 1))
+    return params
+
+
+def apply(image: np.ndarray, params: dict, depth: np.ndarray | None = None) -> np.ndarray:
+    """Degrade one float32 (H, W, 3) image with parameters from :func:`draw_params`.
+
+    Raises :class:`~vat.errors.DataError` for ``haze_depth`` when ``depth`` is None (the
+    caller adds the file name).
+    """
+    method = params.get("method")
+    if method == "haze":
+        return haze_iayolo(image, params["beta"], params["airlight"])
+    if method == "haze_depth":
+        if depth is None:
+            raise DataError("the image has no depth map, which degrade method 'haze_depth' needs")
+        return haze_depth(image, depth, params["beta"], params["airlight"])
+    if method == "lowlight":
+        return lowlight(image, params["gamma"])
+    if method == "corruption":
+        return corrupt(image, params["corruption"], params["severity"], params["seed"])
+    raise ValueError(f"unknown degrade method {method!r}; expected one of {', '.join(METHODS)}")
+
+
+def degrade_record(params: DegradeParams, record, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """One manifest record's clean and degraded images (uint8) and the parameters drawn for it, from
+    (``seed``, its image id) alone: the same seed gives the same image in any order or subset."""
+    from vat.io import load_npy, load_rgb, to_float
+    from vat.seeding import item_rng
+
+    p = draw_params(params, item_rng(seed, "degrade", record.image_id))
+    depth = None
+    if params.method == "haze_depth":
+        if not record.depth_path:
+            raise DataError(f"{record.path}: method haze_depth needs a depth map and this image has none")
+        depth = load_npy(record.depth_path).astype(np.float32)
+    image = load_rgb(record.path)
+    try:
+        return image, to_uint8(apply(to_float(image), p, depth=depth)), p
+    except DataError as e:
+        raise DataError(f"{record.path}: {e}") from e

@@ -1,0 +1,304 @@
+"""Scoring methods on a labelled test split: one row per method, one table (the ``evaluate`` stage).
+
+Rows: D on clean images (the upper bound), Vanilla D(I_LQ), the restorer baseline
+D(R(I_LQ)) (the paper's Tables 1 and 3 rows "YOLO" and "R + YOLO"), and VaT
+D(T_A(G(I_R, I_LQ))) with the translator the train stage selected on the val split and
+with its last epoch's (the paper's row "R + VaT + YOLO"), the CycleGAN-style unpaired
+baseline, every ablation row, each translator on the same restorations, and for each
+restorer of the study its baseline and its VaT (Fig. 8 left). Detection: per-class AP@0.5
+and mAP with the interpolation named in params; classification: accuracy and one-vs-rest
+ROC AUC per class (and their mean), with the ROC curves of Vanilla, Baseline and VaT drawn
+in roc.png (the paper's Fig. 6). Ground truth is used here and only here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from vat.config import CommonParams
+from vat.data.manifest import Manifest, read_manifest
+from vat.errors import DataError
+from vat.eval.evaluation import load_vision_model
+from vat.io import load_rgb, save_png, write_json, write_text
+from vat.layout import MANIFEST, TRANSLATOR, Layout
+
+Method = Path | tuple[Path, Path]  # a manifest D sees, or (translator, restored manifest)
+STUDY_ROW = "Study R={}: "  # + "Baseline D(R(I_LQ))" or "VaT D(T_A(I_F))"
+UNPAIRED_ROW = "Unpaired CycleGAN-style D(T_A(I_F))"
+ABLATION_ROW = "Ablation "  # + the row name of params `ablate`
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    """``evaluate``: where and how methods are scored."""
+
+    split: Literal["train", "val", "test"]  # the split scored (test; val only for debugging)
+    interpolation: Literal["voc07_11point", "voc_all_point", "coco_101point"]  # AP interpolation
+    niqe_patch: int | None  # NIQE block side, px (model fitted on the clean train images); null: no NIQE
+
+    def __post_init__(self) -> None:
+        if self.niqe_patch is not None and self.niqe_patch < 8:
+            raise ValueError("evaluate.niqe_patch must be >= 8 px or null")
+
+
+def methods(restorer_arch: str, layout: Layout, extras: bool = True, clean: bool = True) -> dict[str, Method]:
+    """Method name -> the images D sees: a manifest, or (translator file, restored manifest)
+    for a translator run on the degraded images and their restorations. Translator rows
+    appear where their stage has written one: unpaired, VaT (train), and with ``extras`` each
+    ablation row and each restorer of the study (its baseline too). ``clean``: the upper
+    bound D(I_HQ) (not on a test set without clean pairs)."""
+    restored = layout.restored
+    rows: dict[str, Method] = {"Clean D(I_HQ)": layout.clean} if clean else {}
+    rows["Vanilla D(I_LQ)"] = layout.degraded
+    rows[f"Baseline D(R(I_LQ)), R={restorer_arch}"] = restored
+    if layout.translator("unpaired").is_file():
+        rows[UNPAIRED_ROW] = (layout.translator("unpaired"), restored)
+    for name, last in (("VaT D(T_A(I_F)), val-selected", False), ("VaT, last epoch", True)):
+        if layout.translator("train", last).is_file():
+            rows[name] = (layout.translator("train", last), restored)
+    if not extras:
+        return rows
+    for path in sorted(layout.out("ablate").glob(f"*/{TRANSLATOR}")):
+        rows[ABLATION_ROW + path.parent.name] = (path, restored)
+    for path in sorted(layout.out("study").glob(f"*/train/{TRANSLATOR}")):
+        r, study_restored = path.parent.parent, path.parent.parent / "restore" / MANIFEST
+        rows[STUDY_ROW.format(r.name) + "Baseline D(R(I_LQ))"] = study_restored
+        rows[STUDY_ROW.format(r.name) + "VaT D(T_A(I_F))"] = (path, study_restored)
+    return rows
+
+
+def evaluate(
+    common: CommonParams,
+    params: EvaluateParams,
+    inputs: dict[str, Method],
+    layout: Layout,
+    reports: Path,
+    *,
+    device: str = "auto",
+    track=None,
+    niqe_from: Path | None = None,
+    clean_pairs: bool = True,
+) -> dict:
+    """Score every method of ``inputs`` (:func:`methods`) on ``layout``'s clean manifest (the
+    truth) and degraded images, and write ``reports`` (metrics.json, table.md, grid.png or
+    roc.png). ``niqe_from``: the manifest whose clean train images fit NIQE (default: the
+    truth's). ``clean_pairs=False`` (a real test set: the truth holds the degraded images
+    themselves): no PSNR / SSIM."""
+    from vat.data.images import resolve_device
+
+    track = track or (lambda items, *_: items)
+    dev = resolve_device(device)
+    truth_path, degraded_path = layout.clean, layout.degraded
+    truth = read_manifest(truth_path)
+    gt = {r.image_id: r for r in truth.split(params.split)}
+    if not gt:
+        raise DataError(f"{truth_path}: split {params.split!r} is empty")
+    model = load_vision_model(common.task, layout.models, truth.classes, dev)
+    niqe_truth = truth if niqe_from is None else read_manifest(niqe_from)
+    niqe, niqe_note = (
+        _fit_niqe(niqe_truth, params) if common.task != "classify" else (None, "classification crops")
+    )
+    rows = {}
+    for name, path in track(list(inputs.items()), "evaluate", len(inputs)):
+        if isinstance(path, tuple):
+            rows[name] = _score_translator(common, model, path, gt, truth, params, dev, niqe, degraded_path,
+                                           clean_pairs)  # fmt: skip
+            continue
+        m = read_manifest(path)
+        recs = [r for r in m.records if r.image_id in gt]
+        if len(recs) != len(gt):
+            raise DataError(f"{path}: has {len(recs)} of the {len(gt)} {params.split} images")
+        rows[name] = _score(common, model, recs, [gt[r.image_id] for r in recs], truth, params, dev)
+        if niqe is not None:
+            rows[name]["niqe"] = _niqe_mean(niqe, (load_rgb(r.path) for r in recs))
+    result = {"split": params.split, "images": len(gt), "task": common.task, "methods": rows}
+    if niqe is not None:
+        result["niqe"] = {
+            "patch": niqe.patch,
+            "pristine_blocks": niqe.blocks,
+            "fitted_on": f"the {niqe_from or truth_path} train split (clean)",
+        }
+    elif niqe_note:
+        result["niqe"] = {"skipped": niqe_note}
+    if common.task != "classify":
+        result["metric"] = f"mAP@0.5 ({params.interpolation})"
+    else:
+        result["metric"] = "accuracy"
+    reports.mkdir(parents=True, exist_ok=True)
+    if common.task == "classify":
+        _roc(rows, truth.classes, params.split, reports / "roc.png")
+    write_json(result, reports / "metrics.json")
+    write_text(_table(result, truth.classes), reports / "table.md")
+    if common.task != "classify":
+        _grid(model, inputs, gt, params.split, truth.classes, dev, reports / "grid.png", degraded_path,
+              last="clean, true boxes" if clean_pairs else "true boxes")  # fmt: skip
+    return result
+
+
+ROC_METHODS = ("Vanilla", "Baseline", "VaT D(")  # row-name prefixes drawn in roc.png
+
+
+def _roc(rows: dict, classes: list[str], split: str, path: Path) -> None:
+    """roc.png from the rows' ROC curves (classification); the curves leave the rows, which
+    keep only each class's AUC for metrics.json."""
+    curves = {}
+    for name, row in rows.items():
+        roc = row.pop("_roc")
+        if any(name.startswith(p) for p in ROC_METHODS):
+            curves[name.split(" D(")[0].split(",")[0]] = {classes[k]: v for k, v in roc.items()}
+    if curves:
+        from vat.eval.viz import roc_plot
+
+        roc_plot(path, curves, f"one-vs-rest ROC per class, {split} split")
+
+
+GRID_METHODS = ("Vanilla", "Baseline", "Unpaired", "VaT D(")  # row-name prefixes shown in grid.png
+
+
+@torch.no_grad()
+def _grid(model, inputs: dict, gt: dict, split: str, classes: list[str], dev, path: Path,
+          degraded_path: Path, n: int = 4, last: str = "clean, true boxes") -> None:  # fmt: skip
+    """The first ``n`` scored images (by id), one row each: D's boxes (score >= 0.25) on what each
+    method shows D (Vanilla, Baseline, Unpaired, VaT), then the clean image with its true boxes."""
+    from vat.data.images import to_image, to_tensor
+    from vat.eval.viz import draw_boxes, draw_detections, grid, label_strip
+    from vat.models.translate import translate_pairs
+    from vat.models.translator import load_translator
+
+    ids = sorted(gt)[:n]
+    columns = []  # (title, {image id: uint8 image})
+    for prefix in GRID_METHODS:
+        name = next((k for k in inputs if k.startswith(prefix)), None)
+        if name is None:
+            continue
+        spec = inputs[name]
+        if isinstance(spec, tuple):
+            from vat.eval.evaluation import translation_triples
+
+            translator, _ = load_translator(spec[0], dev)
+            triples = translation_triples({i: gt[i] for i in ids}, degraded_path, spec[1], split)
+            images = {
+                p[0].image_id: to_image(res["out"][k])
+                for ps, res in translate_pairs(translator, triples, dev)
+                for k, p in enumerate(ps)
+            }
+        else:
+            recs = {r.image_id: r for r in read_manifest(spec).records if r.image_id in ids}
+            images = {i: load_rgb(recs[i].path) for i in ids}
+        columns.append((name.split(" D(")[0].split(",")[0], images))
+    tiles = []
+    for i in ids:
+        for title, images in columns:
+            det = model.predict(to_tensor(images[i])[None].to(dev), conf=0.25)[0]
+            tiles.append(label_strip(draw_detections(images[i], det, classes), title))
+        tiles.append(label_strip(draw_boxes(load_rgb(gt[i].path), gt[i].boxes, classes), last))
+    if tiles:
+        save_png(grid(tiles, ncols=len(columns) + 1), path)  # images of other sizes are resized to the first
+
+
+def _score(common, model, recs, truth_recs, truth: Manifest, params: EvaluateParams, dev) -> dict:
+    if common.task == "classify":
+        images = np.stack([load_rgb(r.path) for r in recs])  # (N, H, W, 3)
+        x = torch.as_tensor(images).permute(0, 3, 1, 2).float().div(255).to(dev)
+        with torch.no_grad():
+            probs = model.predict(x).probs.cpu().numpy()
+        return _classification_scores(probs, np.array([t.label for t in truth_recs]), truth.classes)
+    from vat.eval.evaluation import predict_records
+    from vat.eval.metrics import evaluate_detections
+
+    dets = predict_records(model, recs, device=dev)
+    r = evaluate_detections([t.boxes for t in truth_recs], dets, truth.classes, 0.5, params.interpolation)
+    return {"map50": round(r.map, 4), "ap50": {k: round(v, 4) for k, v in r.ap.items()}, "n_gt": r.n_gt}
+
+
+def _classification_scores(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
+    """Accuracy, one-vs-rest ROC AUC per class (None where the split lacks the class or has
+    nothing else) and their mean; ``_roc`` holds the curves for the plot."""
+    from vat.eval.metrics import roc_per_class
+
+    roc = roc_per_class(probs, labels)
+    auc = {classes[k]: (round(v[2], 4) if v[2] == v[2] else None) for k, v in roc.items()}
+    known = [v for v in auc.values() if v is not None]
+    return {"accuracy": round(float((probs.argmax(1) == labels).mean()), 4), "auc": auc,
+            "mean_auc": round(float(np.mean(known)), 4) if known else None, "_roc": roc}  # fmt: skip
+
+
+def _fit_niqe(truth: Manifest, params: EvaluateParams):
+    """(NIQE's pristine model fitted on the clean train images that hold two blocks at both
+    scales, None); or (None, why not) when NIQE is off or no image is large enough, since
+    an optional score must not stop the evaluation."""
+    from vat.eval.niqe import fit_niqe, fits
+
+    if params.niqe_patch is None:
+        return None, "evaluate.niqe_patch is null"
+    images = (load_rgb(r.path) for r in truth.split("train"))
+    try:
+        return fit_niqe((im for im in images if fits(im, params.niqe_patch)), params.niqe_patch), None
+    except ValueError as e:
+        side = 2 * params.niqe_patch
+        return None, f"{e}: no clean train image of at least {side} px; lower evaluate.niqe_patch"
+
+
+def _niqe_mean(model, images) -> float | None:
+    """Mean NIQE over the images large enough for it (None if none is)."""
+    scores = [model.score(im) for im in images if model.fits(im)]
+    return round(float(np.mean(scores)), 4) if scores else None
+
+
+def _score_translator(
+    common, model, spec: tuple[Path, Path], gt, truth: Manifest, params, dev, niqe=None,
+    degraded_path: Path | None = None, clean_pairs: bool = True,
+) -> dict:  # fmt: skip
+    """D on T_A(G(I_R, I_LQ)) for the scored split's degraded images and their restorations."""
+    from vat.data.images import to_image
+    from vat.eval.evaluation import translated_classifications, translated_detections, translation_triples
+    from vat.eval.metrics import evaluate_detections, psnr, ssim
+    from vat.models.translator import load_translator
+
+    translator_path, restored_path = spec
+    translator, meta = load_translator(translator_path, dev)
+    triples = translation_triples(gt, degraded_path, restored_path, params.split)
+    if common.task == "classify":
+        probs, labels = translated_classifications(model, translator, triples, dev)
+        out = _classification_scores(probs, labels, truth.classes)
+        return out | {"translator": str(translator_path), "epoch": meta.get("epoch")}
+    keys = ("psnr", "ssim", "gate_mean") if clean_pairs else ("gate_mean",)
+    quality: dict[str, list[float]] = {k: [] for k in keys}
+
+    def measure(triple, res, i) -> None:  # image quality of what D sees, against the clean picture
+        out_img = to_image(res["out"][i].cpu())
+        if clean_pairs:
+            clean_img = load_rgb(triple[2].path)
+            quality["psnr"].append(min(psnr(out_img, clean_img, data_range=255), 100.0))
+            quality["ssim"].append(ssim(out_img, clean_img, data_range=255))
+        quality["gate_mean"].append(float(res["gate"][i].mean()))
+        if niqe is not None and niqe.fits(out_img):
+            quality.setdefault("niqe", []).append(niqe.score(out_img))
+
+    dets, truth_boxes = translated_detections(model, translator, triples, dev, each=measure)
+    r = evaluate_detections(truth_boxes, dets, truth.classes, 0.5, params.interpolation)
+    out = {"map50": round(r.map, 4), "ap50": {k: round(v, 4) for k, v in r.ap.items()}, "n_gt": r.n_gt}
+    out |= {k: round(float(np.mean(v)), 4) for k, v in quality.items()}
+    return out | {"translator": str(translator_path), "epoch": meta.get("epoch")}
+
+
+def _table(result: dict, classes: list[str]) -> str:
+    lines = [f"# {result['metric']} on the {result['split']} split ({result['images']} images)", ""]
+    if result["task"] == "classify":
+        lines += ["| method | accuracy | mean AUC | " + " | ".join(f"AUC {c}" for c in classes) + " |",
+                  "|---" * (len(classes) + 3) + "|"]  # fmt: skip
+        for n, v in result["methods"].items():
+            aucs = " | ".join("-" if v["auc"][c] is None else f"{v['auc'][c]:.4f}" for c in classes)
+            mean = "-" if v["mean_auc"] is None else f"{v['mean_auc']:.4f}"
+            lines.append(f"| {n} | {v['accuracy']:.4f} | {mean} | {aucs} |")
+    else:
+        lines += ["| method | mAP | " + " | ".join(classes) + " |", "|---" * (len(classes) + 2) + "|"]
+        for n, v in result["methods"].items():
+            aps = " | ".join(f"{v['ap50'][c]:.4f}" if v["ap50"][c] == v["ap50"][c] else "-" for c in classes)
+            lines.append(f"| {n} | {v['map50']:.4f} | {aps} |")
+    return "\n".join(lines) + "\n"
