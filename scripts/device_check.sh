@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU numbers under reports/bench/ and reports/gpu/: one prepared run on a lent
-# H100/H200 (see README "Speed"). Needs the ultralytics wheel in .whl/ (pure Python) and
+# H100/H200 (see reports/bench/README.md). Needs the ultralytics wheel in .whl/ (pure Python) and
 # the small committed-by-DVC inputs carried: data/train_restorer, data/train_detector,
 # data/pseudolabel. Everything else is regenerated (prepare, degrade and restore are
 # deterministic). Writes into $OUT.

@@ -3,7 +3,7 @@
 Usage: python3 scripts/device_quick.py OUT_JSON
 Rows, most wanted first (a short device session keeps what it measured: the JSON is
 rewritten after every row). The targets' reference numbers were taken on the released
-network's depth (vat-release, README "Speed"), so first its fast mode + compile (35 img/s),
+network's depth (vat-release, reports/bench/README.md), so first its fast mode + compile (35 img/s),
 the same with D's layers compiled too,
 its memory mode + compile and its blocks' checkpointing + compile (25 img/s within 6 GiB),
 and its fast mode + compile without channels_last (never measured); then the memory mode

@@ -53,14 +53,13 @@ def run(
     params: TrainParams,
     layout: Layout = MAIN,
     *,
-    stage: str = "train",
     speed: Speed = Speed(),
     device: str = "auto",
     fresh: bool = False,
     stop_after: int | None = None,
     track: Track = no_track,
 ) -> dict:
-    """Train into ``layout``'s folders of ``stage``; returns what ``metrics.json`` holds.
+    """Train into ``layout``'s folders of train; returns what ``metrics.json`` holds.
 
     ``stop_after``: stop after that many steps as if killed (after any checkpoint due at
     that step), writing nothing but the resume state; for tests of resume.
@@ -91,14 +90,14 @@ def run(
         objective = VatObjective(model, ins.detector, params, speed, common.seed, dev)
         spec = layout.restorer_spec
         restorer = json.loads(spec.read_text()) if spec.is_file() else None
-        return fit(objective, Run(common.seed, params, ins, dev, layout.out(stage), layout.report(stage),
-                                  layout.resume(stage), fp, base_meta={"restorer": restorer}, fresh=fresh,
+        return fit(objective, Run(common.seed, params, ins, dev, layout.out("train"), layout.report("train"),
+                                  layout.resume("train"), fp, base_meta={"restorer": restorer}, fresh=fresh,
                                   stop_after=stop_after, track=track, speed=speed))  # fmt: skip
     finally:
         dist.cleanup()
 
 
-def summary(m: dict, stage: str = "train") -> str:
+def summary(m: dict) -> str:
     """The one line a training stage prints."""
     sel = m["selected"]
     named = {"val_map50": "val mAP@0.5", "val_accuracy": "val accuracy"}

@@ -9,7 +9,7 @@ def lively_detector(yaml: str = "yolov8n.yaml", nc: int = 5, imgsz: int = 96, se
     for tests: BatchNorm statistics calibrated on one random batch (fresh ones make every
     activation vanish, so the output would not depend on the input), and class logits
     starting near 0 (scores around 0.5 rather than ultralytics' 1e-4 prior)."""
-    from vat.models.detector import FrozenDetector
+    from vat.models.detectors import FrozenDetector
 
     with torch.random.fork_rng():
         torch.manual_seed(seed)

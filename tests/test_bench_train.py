@@ -17,7 +17,7 @@ from vat.train.speed import MEMORY, PLAIN
 
 
 def test_per_step_pipeline_reruns_r_and_d_and_cached_does_not(monkeypatch):
-    from vat.models.detector import FrozenDetector
+    from vat.models.detectors import FrozenDetector
     from vat.models.restorers import AODNet
 
     calls = {"predict": 0, "restore": 0}

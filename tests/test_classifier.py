@@ -11,13 +11,8 @@ from torch import nn
 
 import vat  # noqa: F401  (offline environment before open_clip is imported)
 from vat.errors import DataError
-from vat.models.classifier import (
-    CLIPClassifier,
-    SmallCNN,
-    TorchClassifier,
-    load_small_cnn,
-    train_small_cnn,
-)
+from vat.models.classifier import SmallCNN, TorchClassifier, load_small_cnn, train_small_cnn
+from vat.models.clip import CLIPClassifier
 
 open_clip = pytest.importorskip("open_clip")
 

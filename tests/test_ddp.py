@@ -19,7 +19,8 @@ from torch import nn
 from vat.models.classifier import SmallCNN, TorchClassifier
 from vat.models.translator import create_translator
 from vat.train import distributed as vd
-from vat.train.losses import LossConfig, vat_loss, vat_loss_classify
+from vat.train.loss_inputs import ClassificationPairs, DetectionPairs, LossConfig, Sharding
+from vat.train.losses import vat_loss, vat_loss_classify
 
 WORLD = 2
 B, H, W = 4, 32, 48  # global batch: 2 image pairs per rank
@@ -109,9 +110,9 @@ class _Loss(nn.Module):
         if task == "detect":
             lq, hq = _targets()
             masks = [None if m is None else torch.tensor(m) for m in (keep_lq, keep_hq)]
-            return vat_loss(t_a, t_b, i_f, i_hq, lq, hq, model, cfg, gen, *masks, **dist_kw)
-        y_lq, y_hq, w_lq, w_hq = _soft_labels()
-        return vat_loss_classify(t_a, t_b, i_f, i_hq, y_lq, y_hq, model, cfg, gen, w_lq, w_hq, **dist_kw)
+            return vat_loss(t_a, t_b, DetectionPairs(i_f, i_hq, lq, hq, *masks), model, cfg, gen, **dist_kw)
+        pairs = ClassificationPairs(i_f, i_hq, *_soft_labels())
+        return vat_loss_classify(t_a, t_b, pairs, model, cfg, gen, **dist_kw)
 
 
 def _run_case(module: nn.Module, params: dict, case, models, rows: slice, **dist_kw) -> dict:
@@ -162,7 +163,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         rows = vd.shard(B)
         results = {}
         for case in CASES:
-            r = _run_case(ddp, params, case, models, rows, gather=vd.all_gather_cat, shard=rows)
+            r = _run_case(ddp, params, case, models, rows, sharding=Sharding(vd.all_gather_cat, rows))
             r["total_mean"] = vd.all_reduce_mean(r["total"])
             results[case[0]] = r
         torch.save({"helpers": helpers, "results": results}, Path(out_dir) / f"rank{rank}.pt")
@@ -277,16 +278,18 @@ def test_sharded_path_in_a_world_of_one_is_the_plain_loss():
     cases = [  # the modes the 2-process test leaves out (plain mixup; T_A(I_F) without the cycle)
         ("plain", "detect", LossConfig(mixup="plain", fold_lambda=True), None, None),
         ("none_no_cycle", "detect", LossConfig(mixup="none", use_cycle=False, gate_flow=True), None, None),
+        # plain mixup's unit weights reach the clean term under clean_weights in both paths
+        ("plain_clean_weights", "detect", LossConfig(mixup="plain", clean_weights=True), None, None),
     ]
     cases += [  # the sharded path with the terms' D calls as one forward (--one-detector-pass)
         (name + "+one_pass", *rest) for name, *rest in (CASES[1], CASES[-1])
     ]
     for case in cases:
         plain = _run_case(module, params, case, models, slice(0, B))
-        one_pass = {"one_pass": True} if case[0].endswith("+one_pass") else {}
-        sharded = _run_case(
-            module, params, case, models, slice(0, B), gather=vd.all_gather_cat, shard=slice(0, B), **one_pass
-        )
+        dist_kw = {"sharding": Sharding(vd.all_gather_cat, slice(0, B))}
+        if case[0].endswith("+one_pass"):
+            dist_kw["one_pass"] = True
+        sharded = _run_case(module, params, case, models, slice(0, B), **dist_kw)
         for key in ("total", "cycle", "mle", "mle_clean", "mle_mix", "mle_gate", "lam"):
             assert torch.allclose(plain[key], sharded[key], rtol=1e-5, atol=1e-6), (case[0], key)
         assert set(sharded["grads"]) == set(plain["grads"])
@@ -302,20 +305,25 @@ def test_gather_and_shard_are_checked():
     t_a, t_b = translator.t_a, translator.t_b
     i_lq, _, i_hq = _images()
     lq, hq = _targets()
-    args = (t_a, t_b, i_lq[:2], i_hq[:2], lq, hq, det, LossConfig(), torch.Generator().manual_seed(0))
+    pairs = DetectionPairs(i_lq[:2], i_hq[:2], lq, hq)
+
+    def loss(shard, gather=vd.all_gather_cat, pairs=pairs):
+        gen = torch.Generator().manual_seed(0)
+        return vat_loss(t_a, t_b, pairs, det, LossConfig(), gen, sharding=Sharding(gather, shard))
+
     with pytest.raises(ValueError, match="together"):
-        vat_loss(*args, gather=vd.all_gather_cat)
+        loss(None)
     with pytest.raises(ValueError, match="together"):
-        vat_loss(*args, shard=slice(0, 2))
+        loss(slice(0, 2), gather=None)
     with pytest.raises(ValueError, match="rows"):
-        vat_loss(*args, gather=vd.all_gather_cat, shard=slice(0, 3))
+        loss(slice(0, 3))
     with pytest.raises(ValueError, match="rows"):
-        vat_loss(*args, gather=vd.all_gather_cat, shard=slice(3, 5))
+        loss(slice(3, 5))
     with pytest.raises(ValueError, match="contiguous"):
-        vat_loss(*args, gather=vd.all_gather_cat, shard=slice(0, 4, 2))
+        loss(slice(0, 4, 2))
     # a gather that does not give the global batch (here: the identity on 2 of 4 rows)
     with pytest.raises(ValueError, match="global batch"):
-        vat_loss(*args, gather=vd.all_gather_cat, shard=slice(2, 4))
+        loss(slice(2, 4))
     # the masks are the global batch's
     with pytest.raises(ValueError, match=r"\(4,\)"):
-        vat_loss(*args, torch.ones(2, dtype=torch.bool), gather=vd.all_gather_cat, shard=slice(0, 2))
+        loss(slice(0, 2), pairs=DetectionPairs(i_lq[:2], i_hq[:2], lq, hq, torch.ones(2, dtype=torch.bool)))

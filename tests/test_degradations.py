@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from vat.data import compat_imagecorruptions as compat
+from vat.data import corruptions as C
 from vat.data import degradations as D
 from vat.errors import DataError
 
@@ -154,22 +155,22 @@ def test_fake_pkg_resources_is_gone_after_import():
 @pytest.mark.parametrize("name", compat.CORRUPTIONS)
 def test_every_imagecorruption_runs_and_is_deterministic(name):
     img = _image(32, 32, seed=3)
-    out = D.corrupt(img, f"imagecorruptions/{name}", severity=3, seed=11)
+    out = C.corrupt(img, f"imagecorruptions/{name}", severity=3, seed=11)
     assert out.shape == (32, 32, 3) and out.dtype == np.float32
     assert 0.0 <= out.min() and out.max() <= 1.0
     assert not np.allclose(out, img, atol=1e-3)  # it did something
     np.random.seed(999)  # a disturbed global RNG must not change the result
-    again = D.corrupt(img, f"imagecorruptions/{name}", severity=3, seed=11)
+    again = C.corrupt(img, f"imagecorruptions/{name}", severity=3, seed=11)
     assert np.array_equal(out, again)
 
 
 def test_imagecorruptions_non_square_and_seed_matters():
     img = _image(37, 53)
-    a = D.corrupt(img, "imagecorruptions/gaussian_noise", 2, seed=1)
-    b = D.corrupt(img, "imagecorruptions/gaussian_noise", 2, seed=2)
+    a = C.corrupt(img, "imagecorruptions/gaussian_noise", 2, seed=1)
+    b = C.corrupt(img, "imagecorruptions/gaussian_noise", 2, seed=2)
     assert a.shape == (37, 53, 3)
     assert not np.array_equal(a, b)
-    big = D.corrupt(img, "imagecorruptions/gaussian_noise", 2, seed=2**40 + 3)  # seeds beyond 32 bits
+    big = C.corrupt(img, "imagecorruptions/gaussian_noise", 2, seed=2**40 + 3)  # seeds beyond 32 bits
     assert not np.array_equal(big, a)
 
 
@@ -177,23 +178,23 @@ def test_global_numpy_rng_state_is_restored():
     np.random.seed(12345)
     expected = np.random.random(5)
     np.random.seed(12345)
-    D.corrupt(_image(), "imagecorruptions/gaussian_noise", 1, seed=7)
-    D.corrupt(_image(), "imagecorruptions/frost", 1, seed=7)
-    D.corrupt(_image(), "albumentations/GaussNoise", 1, seed=7)
+    C.corrupt(_image(), "imagecorruptions/gaussian_noise", 1, seed=7)
+    C.corrupt(_image(), "imagecorruptions/frost", 1, seed=7)
+    C.corrupt(_image(), "albumentations/GaussNoise", 1, seed=7)
     assert np.array_equal(np.random.random(5), expected)
 
 
 def test_wrong_size_or_grey_output_is_fitted_back(monkeypatch):
     # No corruption of 1.1.2 changes the size on RGB input, but the contract must hold if one does.
     monkeypatch.setitem(compat._FUNCS, "contrast", lambda x, severity: np.full((40, 50), 127.5))
-    out = D.corrupt(_image(32, 36), "imagecorruptions/contrast", 1, seed=0)
+    out = C.corrupt(_image(32, 36), "imagecorruptions/contrast", 1, seed=0)
     assert out.shape == (32, 36, 3) and out.dtype == np.float32
     np.testing.assert_allclose(out, 0.5, atol=1e-6)
 
 
 def test_imagecorruptions_rejects_tiny_images():
     with pytest.raises(ValueError, match="32"):
-        D.corrupt(_image(16, 40), "imagecorruptions/fog", 1, seed=0)
+        C.corrupt(_image(16, 40), "imagecorruptions/fog", 1, seed=0)
 
 
 # --------------------------------------------------------------------------- albumentations
@@ -202,8 +203,8 @@ def test_imagecorruptions_rejects_tiny_images():
 @pytest.mark.parametrize("name", ["GaussNoise", "RandomRain", "RandomFog", "RandomSnow", "ImageCompression"])
 def test_albumentations_deterministic(name):
     img = _smooth()
-    a = D.corrupt(img, f"albumentations/{name}", 3, seed=5)
-    b = D.corrupt(img, f"albumentations/{name}", 3, seed=5)
+    a = C.corrupt(img, f"albumentations/{name}", 3, seed=5)
+    b = C.corrupt(img, f"albumentations/{name}", 3, seed=5)
     assert a.shape == img.shape and a.dtype == np.float32
     assert 0.0 <= a.min() and a.max() <= 1.0
     assert np.array_equal(a, b)
@@ -212,31 +213,31 @@ def test_albumentations_deterministic(name):
 
 def test_albumentations_seed_and_severity_matter():
     img = _smooth()
-    a = D.corrupt(img, "albumentations/GaussNoise", 3, seed=1)
-    b = D.corrupt(img, "albumentations/GaussNoise", 3, seed=2)
+    a = C.corrupt(img, "albumentations/GaussNoise", 3, seed=1)
+    b = C.corrupt(img, "albumentations/GaussNoise", 3, seed=2)
     assert not np.array_equal(a, b)
     # GaussNoise std is 0.08 / 0.12 / 0.18 / 0.26 / 0.38 by severity (before clipping).
-    spread = [float(np.std(D.corrupt(img, "albumentations/GaussNoise", s, seed=1) - img)) for s in (1, 3, 5)]
+    spread = [float(np.std(C.corrupt(img, "albumentations/GaussNoise", s, seed=1) - img)) for s in (1, 3, 5)]
     assert spread[0] < spread[1] < spread[2]
     assert spread[0] == pytest.approx(0.08, rel=0.2)
 
 
 def test_every_listed_albumentations_transform_runs():
     img = _smooth()
-    for name in D.ALBUMENTATIONS:
+    for name in C.ALBUMENTATIONS:
         for severity in (1, 5):
-            out = D.corrupt(img, f"albumentations/{name}", severity, seed=0)
+            out = C.corrupt(img, f"albumentations/{name}", severity, seed=0)
             assert out.shape == img.shape and out.dtype == np.float32, name
 
 
 def test_unknown_corruption_lists_valid_names():
     with pytest.raises(ValueError) as err:
-        D.corrupt(_image(), "albumentations/NoSuchTransform", 1, seed=0)
+        C.corrupt(_image(), "albumentations/NoSuchTransform", 1, seed=0)
     assert "imagecorruptions/fog" in str(err.value) and "albumentations/RandomRain" in str(err.value)
     with pytest.raises(ValueError, match="unknown corruption"):
-        D.corrupt(_image(), "fog", 1, seed=0)
+        C.corrupt(_image(), "fog", 1, seed=0)
     with pytest.raises(ValueError, match="severity"):
-        D.corrupt(_image(), "imagecorruptions/fog", 6, seed=0)
+        C.corrupt(_image(), "imagecorruptions/fog", 6, seed=0)
 
 
 # --------------------------------------------------------------------------- config, draws, apply
@@ -319,7 +320,7 @@ def test_apply_dispatches():
     assert np.array_equal(D.apply(img, p), D.lowlight(img, p["gamma"]))
     cfg = D.DegradeParams("corruption", corruptions=("imagecorruptions/gaussian_noise",))
     p = D.draw_params(cfg, rng)
-    assert np.array_equal(D.apply(img, p), D.corrupt(img, p["corruption"], p["severity"], p["seed"]))
+    assert np.array_equal(D.apply(img, p), C.corrupt(img, p["corruption"], p["severity"], p["seed"]))
     p = D.draw_params(D.DegradeParams("haze_depth"), rng)
     depth = np.full((40, 40), 20.0, np.float32)
     assert np.array_equal(D.apply(img, p, depth=depth), D.haze_depth(img, depth, p["beta"], 0.5))

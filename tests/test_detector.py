@@ -13,7 +13,7 @@ from ultralytics.utils.loss import v8DetectionLoss
 from ultralytics.utils.ops import xywh2xyxy
 
 from vat.errors import DataError
-from vat.models.detector import FrozenDetector, Targets, save_detector
+from vat.models.detectors import FrozenDetector, Targets, save_detector
 
 NC = 5
 

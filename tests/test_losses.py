@@ -13,18 +13,10 @@ from torch import nn
 
 from vat.errors import ParamsError
 from vat.models.classifier import SmallCNN, TorchClassifier
-from vat.models.detector import FrozenDetector
-from vat.train.losses import (
-    LossConfig,
-    cycle_loss,
-    draw_lambda,
-    has_boxes,
-    mix,
-    mix_images,
-    mix_soft_labels,
-    vat_loss,
-    vat_loss_classify,
-)
+from vat.models.detectors import FrozenDetector
+from vat.train.loss_inputs import ClassificationPairs, DetectionPairs, LossConfig
+from vat.train.losses import cycle_loss, vat_loss, vat_loss_classify
+from vat.train.mixing import draw_lambda, has_boxes, mix, mix_images, mix_soft_labels
 
 NC = 5
 S = 64  # image side
@@ -141,23 +133,15 @@ def _unit(targets: list[dict]) -> list[dict]:
     return [{**t, "weights": (t.get("weights", torch.ones(len(t["boxes"]))) > 0).float()} for t in targets]
 
 
-def _run(det, cfg=None, seed=0, lq=None, hq=None, t_a=None, t_b=None, i_f=None, i_hq=None, **kw):
-    t_a = t_a or Tiny(1)
-    t_b = t_b or Tiny(2)
+def _pairs(i_f=None, i_hq=None, lq=None, hq=None, **masks) -> DetectionPairs:
     i_f = _images(seed=1) if i_f is None else i_f
     i_hq = _images(seed=2) if i_hq is None else i_hq
-    return vat_loss(
-        t_a,
-        t_b,
-        i_f,
-        i_hq,
-        _lq() if lq is None else lq,
-        _hq() if hq is None else hq,
-        det,
-        cfg or LossConfig(),
-        _gen(seed),
-        **kw,
-    )
+    return DetectionPairs(i_f, i_hq, _lq() if lq is None else lq, _hq() if hq is None else hq, **masks)
+
+
+def _run(det, cfg=None, seed=0, lq=None, hq=None, t_a=None, t_b=None, i_f=None, i_hq=None, masks=None, **kw):
+    pairs = _pairs(i_f, i_hq, lq, hq, **(masks or {}))
+    return vat_loss(t_a or Tiny(1), t_b or Tiny(2), pairs, det, cfg or LossConfig(), _gen(seed), **kw)
 
 
 # -- pieces -------------------------------------------------------------------------------
@@ -308,7 +292,7 @@ def test_unfrozen_detector_and_missing_generator_are_refused(det):
     with pytest.raises(ValueError, match="frozen"):
         _run(Live())
     with pytest.raises(ValueError, match="Generator"):
-        vat_loss(Tiny(1), Tiny(2), _images(), _images(seed=2), _lq(), _hq(), det, LossConfig(), None)
+        vat_loss(Tiny(1), Tiny(2), _pairs(_images()), det, LossConfig(), None)
 
 
 def test_without_cycle(det):
@@ -326,9 +310,7 @@ def test_without_mle(det):
     spy, g = Spy(det), _gen(0)
     state = g.get_state()
     base = _run(det)
-    out = vat_loss(
-        Tiny(1), Tiny(2), _images(seed=1), _images(seed=2), _lq(), _hq(), spy, LossConfig(use_mle=False), g
-    )
+    out = vat_loss(Tiny(1), Tiny(2), _pairs(), spy, LossConfig(use_mle=False), g)
     assert spy.calls == 0 and torch.equal(g.get_state(), state)
     for k in ("mle", "mle_clean", "mle_mix", "mle_gate"):
         assert out[k].item() == 0 and not out[k].requires_grad
@@ -340,14 +322,14 @@ def test_mixup_none_draws_nothing_and_uses_the_fused_image(det):
     g = _gen(0)
     state = g.get_state()
     t_a, i_f = Tiny(1), _images(seed=1)
-    out = vat_loss(t_a, Tiny(2), i_f, _images(seed=2), _lq(), _hq(), det, LossConfig(mixup="none"), g)
+    out = vat_loss(t_a, Tiny(2), _pairs(i_f), det, LossConfig(mixup="none"), g)
     assert torch.equal(g.get_state(), state) and torch.equal(out["lam"], torch.ones(2))
     assert torch.allclose(out["mle_mix"], det.loss(t_a(i_f), _unit(_lq()))[0], rtol=1e-5)
     assert torch.equal(out["mle_clean"], _run(det)["mle_clean"]) and torch.equal(
         out["cycle"], _run(det)["cycle"]
     )
     # No generator needed at all.
-    vat_loss(t_a, Tiny(2), i_f, _images(seed=2), _lq(), _hq(), det, LossConfig(mixup="none"), None)
+    vat_loss(t_a, Tiny(2), _pairs(i_f), det, LossConfig(mixup="none"), None)
 
 
 def test_plain_mixup_ignores_the_confidence_weights_only(det):
@@ -440,7 +422,7 @@ def test_images_without_pseudo_boxes_count_in_the_cycle_only(det):
     assert torch.allclose(out["mle_mix"], det.loss(t_a(i_mix), y)[0], rtol=1e-5)
     assert torch.equal(out["cycle"], full["cycle"])
     # has_boxes_lq overrides: no pair counts in the mix term.
-    none = _run(det, has_boxes_lq=torch.tensor([False, False]))
+    none = _run(det, masks={"has_boxes_lq": torch.tensor([False, False])})
     assert none["mle_mix"].item() == 0 and torch.equal(none["mle_clean"], full["mle_clean"])
     # A batch without any pseudo-box: L_mle = 0 with the graph intact (zero gradients).
     t_a, gate = Tiny(1), Gate()
@@ -481,8 +463,9 @@ def test_classification_loss(clf):
     y_lq = torch.tensor([[0.7, 0.2, 0.1], [0.0, 1.0, 0.0], [0.1, 0.1, 0.8]])
     y_hq = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.2, 0.5, 0.3]])
     w_lq, w_hq = torch.tensor([0.6, 0.0, 1.0]), torch.tensor([0.9, 0.5, 0.0])
-    out = vat_loss_classify(t_a, t_b, i_f, i_hq, y_lq, y_hq, clf, LossConfig(), _gen(2), w_lq, w_hq)
-    again = vat_loss_classify(t_a, t_b, i_f, i_hq, y_lq, y_hq, clf, LossConfig(), _gen(2), w_lq, w_hq)
+    pairs = ClassificationPairs(i_f, i_hq, y_lq, y_hq, w_lq, w_hq)
+    out = vat_loss_classify(t_a, t_b, pairs, clf, LossConfig(), _gen(2))
+    again = vat_loss_classify(t_a, t_b, pairs, clf, LossConfig(), _gen(2))
     assert torch.equal(out["total"], again["total"])
     lam = out["lam"]
     # Clean term: unit-weight mean CE over the clean images with a label (0, 1).
@@ -499,8 +482,10 @@ def test_classification_loss(clf):
     assert all(p.grad is None for p in clf.parameters())
     assert all(p.grad is not None for p in [*t_a.parameters(), *t_b.parameters()])
     # mixup none: CE(T_A(I_F), y_lq) on the kept degraded images, unit weights.
-    none = vat_loss_classify(t_a, t_b, i_f, i_hq, y_lq, y_hq, clf, LossConfig(mixup="none"), None, w_lq, w_hq)
+    none = vat_loss_classify(t_a, t_b, pairs, clf, LossConfig(mixup="none"), None)
     assert torch.allclose(none["mle_mix"], _ce(clf, t_a(i_f[keep]), y_lq[keep]).mean(), rtol=1e-5)
     with pytest.raises(ValueError, match="weights_lq"):
-        vat_loss_classify(t_a, t_b, i_f, i_hq, y_lq, y_hq, clf, LossConfig(), _gen(), w_lq[:2])
+        vat_loss_classify(
+            t_a, t_b, ClassificationPairs(i_f, i_hq, y_lq, y_hq, w_lq[:2]), clf, LossConfig(), _gen()
+        )
     assert math.isfinite(out["cycle"].item())

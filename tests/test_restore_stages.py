@@ -94,7 +94,7 @@ def test_params_errors_are_named(data):
 
 def test_evaluate_table_has_one_row_per_method(data):
     base, params = data
-    from vat.models.detector import FrozenDetector, save_detector
+    from vat.models.detectors import FrozenDetector, save_detector
 
     det = FrozenDetector("yolov8n.yaml", nc=5, imgsz=64, names=COMMON.classes)
     L = at(base)

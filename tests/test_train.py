@@ -29,7 +29,7 @@ COMMON = CommonParams(
 def base(tmp_path_factory):
     """prepare -> degrade -> identity R -> restore, a lively random D, pseudo-labels."""
     from stages.tools import profile
-    from vat.models.detector import save_detector
+    from vat.models.detectors import save_detector
 
     base = tmp_path_factory.mktemp("train")
     p = base / "params.yaml"

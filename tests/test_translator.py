@@ -10,12 +10,10 @@ import torch
 import torch.nn.functional as F
 
 from vat.errors import ParamsError
+from vat.models.blocks import MDTA, ChannelLayerNorm, TransformerBlock
 from vat.models.translator import (
-    MDTA,
     PAPER_PARAMS,
     TRANSLATORS,
-    ChannelLayerNorm,
-    TransformerBlock,
     TranslatorConfig,
     VaT,
     create_translator,

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-import vat.labels.uncertainty as unc
-from vat.labels.uncertainty import NUQ, chunked_knn, epsilon_from_quantile, loss_weights
+import vat.labels.knn as knn
+from vat.labels.knn import chunked_knn
+from vat.labels.uncertainty import NUQ, epsilon_from_quantile, loss_weights
 
 
 def two_blobs(n_per: int = 300, std: float = 1.0, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -175,7 +176,7 @@ def test_memory_bounded_no_query_by_reference_matrix(monkeypatch: pytest.MonkeyP
     chunk = 64
     n, q_count = 5000, 3000
     seen: list[tuple[int, int]] = []
-    orig = unc._sq_dist_block
+    orig = knn._sq_dist_block
 
     def spy(q, q_sq, r, r_sq):
         out = orig(q, q_sq, r, r_sq)
@@ -185,7 +186,7 @@ def test_memory_bounded_no_query_by_reference_matrix(monkeypatch: pytest.MonkeyP
     def forbidden(*args, **kwargs):
         raise AssertionError("full distance matrix requested")
 
-    monkeypatch.setattr(unc, "_sq_dist_block", spy)
+    monkeypatch.setattr(knn, "_sq_dist_block", spy)
     monkeypatch.setattr(torch, "cdist", forbidden)
     g = torch.Generator().manual_seed(5)
     refs = torch.randn(n, 4, generator=g)

@@ -207,3 +207,13 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         os.replace(path, old)
     os.replace(tmp, path)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def as_float_image(image: np.ndarray) -> np.ndarray:
+    """Check an (H, W, 3) float image in [0, 1]; return it as float32 (no copy if already)."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) image, got shape {image.shape}")
+    if not np.issubdtype(image.dtype, np.floating):
+        raise TypeError(f"expected a float image in [0, 1], got {image.dtype} (convert with vat.io.to_float)")
+    return image.astype(np.float32, copy=False)

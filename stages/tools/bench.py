@@ -77,20 +77,15 @@ def train_command(
     GPU: 512 px, batch 4, vat-w16 and vat-w48, frozen YOLOv3u. CPU: 128 px, batch 2, vat-w4.
     Everything in one run, so the ratios hold. Writes train-<device>.json and .md.
     """
-    from dataclasses import replace
-
-    from vat.bench.train import BenchConfig, bench_train, label, release, suite, train_table
-    from vat.bench.train import row as bench_row
+    from vat.bench.train import label, measure, pipeline_ratios, suite, train_table
     from vat.data.images import resolve_device
-    from vat.train.speed import FAST, MEMORY
 
     dev = resolve_device(device)
     tag = "cpu" if dev.type != "cuda" else torch_name(dev)
     out = out or REPORTS
     json_path, md_path = out / f"train-{tag}.json", out / f"train-{tag}.md"
     result = {"device": tag, "machine": machine(), "rows": []}
-
-    def record(row: dict) -> None:
+    for row in measure(suite(dev, quick), dev, largest=largest and dev.type == "cuda" and not quick):
         result["rows"].append(row)
         write_json(result, json_path)  # after every row: a run cut short keeps what it measured
         status = (
@@ -100,32 +95,7 @@ def train_command(
             else row.get("error") or "out of memory"
         )
         console.print(f"bench train: {label(row):60s} {status}")
-
-    for cfg in suite(dev, quick):
-        try:
-            row = bench_train(cfg, dev)
-        except Exception as e:  # a mode that fails here (a compiler error, say) is reported, not fatal
-            row = bench_row(cfg) | {"oom": False, "error": f"{type(e).__name__}: {str(e)[:300]}"}
-        release(dev)
-        record(row)
-    if largest and dev.type == "cuda" and not quick:
-        mem = BenchConfig(speed=FAST | MEMORY)
-        batch = 8
-        while batch <= 512:
-            row = bench_train(replace(mem, batch=batch, steps=5, warmup=2), dev)
-            release(dev)
-            record(row)
-            if "images_per_s" not in row:
-                break
-            batch *= 2
-    ok = {(label(r)): r["images_per_s"] for r in result["rows"] if "images_per_s" in r}
-    ratios = {}
-    for r in result["rows"]:
-        if r["pipeline"] == "per_step" and "images_per_s" in r:
-            twin = label(r | {"pipeline": "cached"})
-            if twin in ok:
-                ratios[f"cached / per-step ({twin})"] = round(ok[twin] / r["images_per_s"], 2)
-    result["ratios"] = ratios
+    result["ratios"] = pipeline_ratios(result["rows"])
     write_json(result, json_path)
     md_path.write_text(train_table(result))
     console.print(f"bench train -> {json_path}, {md_path}")

@@ -36,6 +36,7 @@ MODEL = MAIN.translator()
 RESTORER = MAIN.restorer_spec
 
 
+# Ten arguments: the command's options, each its own (the command itself is the usual entry).
 def run(
     input_dir: Path,
     output_dir: Path,
@@ -48,40 +49,13 @@ def run(
     overwrite: bool = False,
     track: Track = no_track,
 ) -> dict:
-    from vat.models.restorers import FolderRestorer
-    from vat.models.restorers.running import load_spec
+    """Translate every image of ``input_dir`` into ``output_dir``; returns counts and speed."""
     from vat.models.translate import translate_image
-    from vat.models.translator import load_translator
 
     input_dir, output_dir = Path(input_dir), Path(output_dir)
-    if tile < 32 or not 0 <= overlap < tile // 2:
-        raise ParamsError(f"translate: need tile >= 32 and 0 <= overlap < tile / 2, got {tile=}, {overlap=}")
-    if not Path(model_path).is_file():
-        raise DataError(f"{model_path}: translator checkpoint not found (run `vat train` first)")
-    if not Path(restorer_spec).is_file():
-        raise DataError(f"{restorer_spec}: restorer spec not found (run `vat train_restorer` first)")
-    files = list_images(input_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise DataError(f"{output_dir}: output exists and is not a folder")
-    if output_dir.resolve() == input_dir.resolve():
-        raise ParamsError(f"{output_dir}: the output folder must differ from the input folder")
-    targets = [(p, output_dir / f"{p.stem}.png", output_dir / "gate" / f"{p.stem}.png") for p in files]
-    if not overwrite:
-        existing = [
-            t for _, out, gate in targets for t in ((out, gate) if save_gate else (out,)) if t.exists()
-        ]
-        if existing:
-            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-            raise DataError(f"{existing[0]}: already exists{more}; pass --overwrite to replace")
-
+    targets = _targets(input_dir, output_dir, model_path, restorer_spec, tile, overlap, save_gate, overwrite)
     dev = resolve_device(device)
-    model, _ = load_translator(model_path, device=dev)
-    restorer = load_spec(Path(restorer_spec))
-    if isinstance(restorer, FolderRestorer):
-        restorer.require([p.stem for p in files])  # every missing id named before any work
-    else:
-        restorer = restorer.to(dev)
-
+    model, restorer = _models(model_path, restorer_spec, [src for src, _, _ in targets], dev)
     t0 = time.perf_counter()
     for src, out, gate in track(targets, "translate", len(targets)):
         low = load_rgb(src)  # DataError naming the file if unreadable
@@ -102,6 +76,47 @@ def run(
         "img_per_s": round(len(targets) / max(seconds, 1e-9), 3),
         "output": str(output_dir),
     }
+
+
+# Eight arguments: run's checks, all before any work.
+def _targets(input_dir, output_dir, model_path, restorer_spec, tile, overlap, save_gate, overwrite) -> list:
+    """(input, output, gate output) of every image, after checking the options and that no
+    existing file would be replaced without ``overwrite``."""
+    if tile < 32 or not 0 <= overlap < tile // 2:
+        raise ParamsError(f"translate: need tile >= 32 and 0 <= overlap < tile / 2, got {tile=}, {overlap=}")
+    if not Path(model_path).is_file():
+        raise DataError(f"{model_path}: translator checkpoint not found (run `vat train` first)")
+    if not Path(restorer_spec).is_file():
+        raise DataError(f"{restorer_spec}: restorer spec not found (run `vat train_restorer` first)")
+    files = list_images(input_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise DataError(f"{output_dir}: output exists and is not a folder")
+    if output_dir.resolve() == input_dir.resolve():
+        raise ParamsError(f"{output_dir}: the output folder must differ from the input folder")
+    targets = [(p, output_dir / f"{p.stem}.png", output_dir / "gate" / f"{p.stem}.png") for p in files]
+    if not overwrite:
+        existing = [
+            t for _, out, gate in targets for t in ((out, gate) if save_gate else (out,)) if t.exists()
+        ]
+        if existing:
+            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+            raise DataError(f"{existing[0]}: already exists{more}; pass --overwrite to replace")
+    return targets
+
+
+def _models(model_path: Path, restorer_spec: Path, files: list[Path], dev):
+    """The translator and its restorer on ``dev`` (a folder restorer checked for every file)."""
+    from vat.models.restorers import FolderRestorer
+    from vat.models.restorers.running import load_spec
+    from vat.models.translator import load_translator
+
+    model, _ = load_translator(model_path, device=dev)
+    restorer = load_spec(Path(restorer_spec))
+    if isinstance(restorer, FolderRestorer):
+        restorer.require([p.stem for p in files])  # every missing id named before any work
+    else:
+        restorer = restorer.to(dev)
+    return model, restorer
 
 
 @friendly_errors

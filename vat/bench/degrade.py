@@ -38,7 +38,8 @@ def haze_loop_iayolo(image: np.ndarray, beta: float, A: float = 0.5) -> np.ndarr
 
 
 def run_degrade(size: int = 512, n: int = 20, seed: int = 0) -> dict:
-    from vat.data.degradations import apply, corrupt, haze_iayolo
+    from vat.data.corruptions import corrupt
+    from vat.data.degradations import apply, haze_iayolo
 
     rng = np.random.default_rng(seed)
     image = rng.random((size, size, 3), dtype=np.float32)

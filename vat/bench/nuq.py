@@ -57,6 +57,7 @@ def _sync(dev: torch.device) -> None:
         torch.cuda.synchronize(dev)
 
 
+# One measurement, setup to numbers, read top to bottom.
 def bench_nuq(
     n_ref: int,
     n_query: int,

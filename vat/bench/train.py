@@ -172,11 +172,11 @@ class _Setup:
 
 
 def _setup(cfg: BenchConfig, device: torch.device, seed: int) -> _Setup:
-    from vat.models.detector import FrozenDetector
+    from vat.models.detectors import FrozenDetector
     from vat.models.restorers import AODNet, freeze
     from vat.models.translator import create_translator
     from vat.train.graph import TrainGraph
-    from vat.train.losses import LossConfig
+    from vat.train.loss_inputs import LossConfig
 
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -334,6 +334,39 @@ def suite(device: torch.device | str, quick: bool = False) -> list[BenchConfig]:
         + [replace(release, speed=sp) for sp in release_speeds]
         + [replace(w48, translator="vat-release-w48")]
     )
+
+
+def measure(configs: list[BenchConfig], device: torch.device, largest: bool = False):
+    """Rows of :func:`bench_train` for ``configs``, one at a time (a mode that fails, a compiler
+    error say, is a row with its error); with ``largest``, then the memory mode at batch 8, 16,
+    ... until it does not fit."""
+    for cfg in configs:
+        try:
+            r = bench_train(cfg, device)
+        except Exception as e:  # reported, not fatal: the other rows still run
+            r = row(cfg) | {"oom": False, "error": f"{type(e).__name__}: {str(e)[:300]}"}
+        release(device)
+        yield r
+    batch = 8
+    while largest and batch <= 512:
+        r = bench_train(BenchConfig(speed=FAST | MEMORY, batch=batch, steps=5, warmup=2), device)
+        release(device)
+        yield r
+        if "images_per_s" not in r:
+            break
+        batch *= 2
+
+
+def pipeline_ratios(rows: list[dict]) -> dict[str, float]:
+    """Cached over per-step images/s for each per-step row with a cached twin."""
+    ok = {label(r): r["images_per_s"] for r in rows if "images_per_s" in r}
+    ratios = {}
+    for r in rows:
+        if r["pipeline"] == "per_step" and "images_per_s" in r:
+            twin = label(r | {"pipeline": "cached"})
+            if twin in ok:
+                ratios[f"cached / per-step ({twin})"] = round(ok[twin] / r["images_per_s"], 2)
+    return ratios
 
 
 def row(cfg: BenchConfig) -> dict:

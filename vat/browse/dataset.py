@@ -256,6 +256,21 @@ def build_dataset(
     if fo.dataset_exists(name) and not overwrite:
         raise DataError(f"FiftyOne dataset {name!r} exists; rebuild it with overwrite=True")
 
+    samples, slices = _samples(boxes, images, loaded, classes, track)
+    missing = [s.filepath for s in samples if not Path(s.filepath).is_file()]
+    if missing:
+        raise DataError(f"{missing[0]}: image not found ({len(missing)} missing in all)")
+
+    return _publish(name, samples, slices, classes, {
+        "pseudo_dir": str(pseudo_dir), "manifests": {s: str(p) for s, p in manifests.items()},
+        "classes": classes, "iou": IOU,
+    })  # fmt: skip
+
+
+def _samples(boxes: list[dict], images: list[dict], loaded: dict[str, Manifest], classes: list[str], track):
+    """One FiftyOne sample per (image, slice), grouped by image id; and the slices present."""
+    import fiftyone as fo
+
     by_key: dict[tuple[str, str], list[dict]] = defaultdict(list)  # (image_id, domain) -> boxes
     for r in boxes:
         by_key[r["image_id"], r["domain"]].append(r)
@@ -291,9 +306,13 @@ def build_dataset(
                 sample["pseudo"] = _pseudo(rows, classes, frame.width, frame.height, kept_only=True)
                 sample["pseudo_all"] = _pseudo(rows, classes, frame.width, frame.height, kept_only=False)
             samples.append(sample)
-    missing = [s.filepath for s in samples if not Path(s.filepath).is_file()]
-    if missing:
-        raise DataError(f"{missing[0]}: image not found ({len(missing)} missing in all)")
+    return samples, slices
+
+
+def _publish(name: str, samples: list, slices: list[str], classes: list[str], info: dict) -> fo.Dataset:
+    """The samples as the persistent dataset ``name``: built under a temporary name, evaluated,
+    its views saved, then renamed over any old one."""
+    import fiftyone as fo
 
     with _quiet():
         tmp = fo.Dataset(f"{name}.building-{uuid.uuid4().hex[:8]}")  # not persistent until renamed
@@ -314,12 +333,7 @@ def build_dataset(
                 fields=[{"path": f, "fieldColor": c} for f, c in FIELD_COLORS.items()],
             )
             tmp.description = "vat pseudo-labels (rebuilt from Parquet by `vat browse`; do not edit)"
-            tmp.info = {
-                "pseudo_dir": str(pseudo_dir),
-                "manifests": {s: str(p) for s, p in manifests.items()},
-                "classes": classes,
-                "iou": IOU,
-            }
+            tmp.info = info
             if fo.dataset_exists(name):
                 fo.delete_dataset(name)
             tmp.name = name

@@ -26,10 +26,11 @@ def load_vision_model(task: str, models: Path, classes: list[str], device: torch
     ``classifier.pt`` (a small CNN).
     """
     if task != "classify":
-        from vat.models.detector import FrozenDetector
+        from vat.models.detectors import FrozenDetector
 
         return FrozenDetector(models / "detector.pt", device=device)
-    from vat.models.classifier import CLIPClassifier, TorchClassifier
+    from vat.models.classifier import TorchClassifier
+    from vat.models.clip import CLIPClassifier
 
     if (models / "classifier.json").is_file():
         spec = json.loads((models / "classifier.json").read_text())

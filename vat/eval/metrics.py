@@ -201,6 +201,7 @@ def _boxes_of(boxes: Sequence[Box]) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return xyxy, cls, difficult
 
 
+# The VOC protocol in one pass (match per class, then AP), each block commented.
 def evaluate_detections(
     gts: Sequence[Sequence[Box]],
     dets: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],

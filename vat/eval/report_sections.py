@@ -19,6 +19,7 @@ def _ablation_runs(reports: Path) -> dict[str, dict]:
     return runs
 
 
+# One section of the report: Table 4, the width study and other rows, with their claims.
 def ablations(reports: Path, methods: dict, vat: dict | None, tr: dict | None) -> list[tuple]:
     """Table 4 (named rows of the ablate stage beside the paper's), the width study (rows that
     change only ``translator``), and any other row the user added."""
@@ -121,6 +122,7 @@ def ablations(reports: Path, methods: dict, vat: dict | None, tr: dict | None) -
     return out
 
 
+# One section of the report: the Fig. 8 (left) table, its plot and the paper's claim.
 def restorer_study(reports: Path, methods: dict, base: dict | None, vat: dict | None, rs: dict | None):
     """Fig. 8 left: each restorer's test PSNR against the baseline's and VaT's mAP (the main run's
     R and every R of the study stage)."""

@@ -72,6 +72,22 @@ def methods(restorer_arch: str, layout: Layout, extras: bool = True, clean: bool
     return rows
 
 
+@dataclass
+class _Scoring:
+    """What scoring one split needs: D, the truth of the split, NIQE's model, the options."""
+
+    task: str
+    model: object  # the frozen D
+    truth: Manifest  # the manifest holding the ground truth (its classes name D's)
+    gt: dict  # image id -> truth record of the scored split
+    params: EvaluateParams
+    dev: torch.device
+    niqe: object | None  # vat.eval.niqe.NiqeModel, or None
+    degraded: Path  # the degraded manifest translators start from
+    clean_pairs: bool  # the truth holds clean pictures (PSNR / SSIM) or is the degraded set itself
+
+
+# Nine arguments: what is scored, where the truth is, where to write, and four keyword options.
 def evaluate(
     common: CommonParams,
     params: EvaluateParams,
@@ -89,55 +105,56 @@ def evaluate(
     roc.png). ``niqe_from``: the manifest whose clean train images fit NIQE (default: the
     truth's). ``clean_pairs=False`` (a real test set: the truth holds the degraded images
     themselves): no PSNR / SSIM."""
-    from vat.data.images import resolve_device
-
     track = track or (lambda items, *_: items)
-    dev = resolve_device(device)
-    truth_path, degraded_path = layout.clean, layout.degraded
-    truth = read_manifest(truth_path)
-    gt = {r.image_id: r for r in truth.split(params.split)}
-    if not gt:
-        raise DataError(f"{truth_path}: split {params.split!r} is empty")
-    model = load_vision_model(common.task, layout.models, truth.classes, dev)
-    niqe_truth = truth if niqe_from is None else read_manifest(niqe_from)
-    niqe, niqe_note = (
-        _fit_niqe(niqe_truth, params) if common.task != "classify" else (None, "classification crops")
-    )
+    ctx, niqe_note = _scoring(common, params, layout, device, niqe_from, clean_pairs)
     rows = {}
-    for name, path in track(list(inputs.items()), "evaluate", len(inputs)):
-        if isinstance(path, tuple):
-            rows[name] = _score_translator(common, model, path, gt, truth, params, dev, niqe, degraded_path,
-                                           clean_pairs)  # fmt: skip
-            continue
-        m = read_manifest(path)
-        recs = [r for r in m.records if r.image_id in gt]
-        if len(recs) != len(gt):
-            raise DataError(f"{path}: has {len(recs)} of the {len(gt)} {params.split} images")
-        rows[name] = _score(common, model, recs, [gt[r.image_id] for r in recs], truth, params, dev)
-        if niqe is not None:
-            rows[name]["niqe"] = _niqe_mean(niqe, (load_rgb(r.path) for r in recs))
-    result = {"split": params.split, "images": len(gt), "task": common.task, "methods": rows}
-    if niqe is not None:
-        result["niqe"] = {
-            "patch": niqe.patch,
-            "pristine_blocks": niqe.blocks,
-            "fitted_on": f"the {niqe_from or truth_path} train split (clean)",
-        }
+    for name, spec in track(list(inputs.items()), "evaluate", len(inputs)):
+        rows[name] = _score_translator(ctx, spec) if isinstance(spec, tuple) else _score_manifest(ctx, spec)
+    result = {"split": params.split, "images": len(ctx.gt), "task": common.task, "methods": rows}
+    if ctx.niqe is not None:
+        fitted_on = f"the {niqe_from or layout.clean} train split (clean)"
+        result["niqe"] = {"patch": ctx.niqe.patch, "pristine_blocks": ctx.niqe.blocks, "fitted_on": fitted_on}
     elif niqe_note:
         result["niqe"] = {"skipped": niqe_note}
-    if common.task != "classify":
-        result["metric"] = f"mAP@0.5 ({params.interpolation})"
-    else:
-        result["metric"] = "accuracy"
+    result["metric"] = "accuracy" if common.task == "classify" else f"mAP@0.5 ({params.interpolation})"
     reports.mkdir(parents=True, exist_ok=True)
     if common.task == "classify":
-        _roc(rows, truth.classes, params.split, reports / "roc.png")
+        _roc(rows, ctx.truth.classes, params.split, reports / "roc.png")
     write_json(result, reports / "metrics.json")
-    write_text(_table(result, truth.classes), reports / "table.md")
+    write_text(_table(result, ctx.truth.classes), reports / "table.md")
     if common.task != "classify":
-        _grid(model, inputs, gt, params.split, truth.classes, dev, reports / "grid.png", degraded_path,
-              last="clean, true boxes" if clean_pairs else "true boxes")  # fmt: skip
+        _grid(ctx, inputs, reports / "grid.png", last="clean, true boxes" if clean_pairs else "true boxes")
     return result
+
+
+def _scoring(common, params, layout: Layout, device, niqe_from, clean_pairs) -> tuple[_Scoring, str | None]:
+    """D, the split's truth and NIQE's model (or why there is none)."""
+    from vat.data.images import resolve_device
+
+    dev = resolve_device(device)
+    truth = read_manifest(layout.clean)
+    gt = {r.image_id: r for r in truth.split(params.split)}
+    if not gt:
+        raise DataError(f"{layout.clean}: split {params.split!r} is empty")
+    model = load_vision_model(common.task, layout.models, truth.classes, dev)
+    if common.task == "classify":
+        niqe, note = None, "classification crops"
+    else:
+        niqe, note = _fit_niqe(truth if niqe_from is None else read_manifest(niqe_from), params)
+    ctx = _Scoring(common.task, model, truth, gt, params, dev, niqe, layout.degraded, clean_pairs)
+    return ctx, note
+
+
+def _score_manifest(ctx: _Scoring, path: Path) -> dict:
+    """D on the images of manifest ``path`` (every scored image must be there)."""
+    m = read_manifest(path)
+    recs = [r for r in m.records if r.image_id in ctx.gt]
+    if len(recs) != len(ctx.gt):
+        raise DataError(f"{path}: has {len(recs)} of the {len(ctx.gt)} {ctx.params.split} images")
+    row = _score(ctx, recs, [ctx.gt[r.image_id] for r in recs])
+    if ctx.niqe is not None:
+        row["niqe"] = _niqe_mean(ctx.niqe, (load_rgb(r.path) for r in recs))
+    return row
 
 
 ROC_METHODS = ("Vanilla", "Baseline", "VaT D(")  # row-name prefixes drawn in roc.png
@@ -161,8 +178,7 @@ GRID_METHODS = ("Vanilla", "Baseline", "Unpaired", "VaT D(")  # row-name prefixe
 
 
 @torch.no_grad()
-def _grid(model, inputs: dict, gt: dict, split: str, classes: list[str], dev, path: Path,
-          degraded_path: Path, n: int = 4, last: str = "clean, true boxes") -> None:  # fmt: skip
+def _grid(ctx: _Scoring, inputs: dict, path: Path, n: int = 4, last: str = "clean, true boxes") -> None:
     """The first ``n`` scored images (by id), one row each: D's boxes (score >= 0.25) on what each
     method shows D (Vanilla, Baseline, Unpaired, VaT), then the clean image with its true boxes."""
     from vat.data.images import to_image, to_tensor
@@ -170,6 +186,7 @@ def _grid(model, inputs: dict, gt: dict, split: str, classes: list[str], dev, pa
     from vat.models.translate import translate_pairs
     from vat.models.translator import load_translator
 
+    gt, split, classes, dev = ctx.gt, ctx.params.split, ctx.truth.classes, ctx.dev
     ids = sorted(gt)[:n]
     columns = []  # (title, {image id: uint8 image})
     for prefix in GRID_METHODS:
@@ -181,7 +198,7 @@ def _grid(model, inputs: dict, gt: dict, split: str, classes: list[str], dev, pa
             from vat.eval.evaluation import translation_triples
 
             translator, _ = load_translator(spec[0], dev)
-            triples = translation_triples({i: gt[i] for i in ids}, degraded_path, spec[1], split)
+            triples = translation_triples({i: gt[i] for i in ids}, ctx.degraded, spec[1], split)
             images = {
                 p[0].image_id: to_image(res["out"][k])
                 for ps, res in translate_pairs(translator, triples, dev)
@@ -194,25 +211,27 @@ def _grid(model, inputs: dict, gt: dict, split: str, classes: list[str], dev, pa
     tiles = []
     for i in ids:
         for title, images in columns:
-            det = model.predict(to_tensor(images[i])[None].to(dev), conf=0.25)[0]
+            det = ctx.model.predict(to_tensor(images[i])[None].to(dev), conf=0.25)[0]
             tiles.append(label_strip(draw_detections(images[i], det, classes), title))
         tiles.append(label_strip(draw_boxes(load_rgb(gt[i].path), gt[i].boxes, classes), last))
     if tiles:
         save_png(grid(tiles, ncols=len(columns) + 1), path)  # images of other sizes are resized to the first
 
 
-def _score(common, model, recs, truth_recs, truth: Manifest, params: EvaluateParams, dev) -> dict:
-    if common.task == "classify":
+def _score(ctx: _Scoring, recs, truth_recs) -> dict:
+    """D's score on ``recs``' images against ``truth_recs`` (same order)."""
+    if ctx.task == "classify":
         images = np.stack([load_rgb(r.path) for r in recs])  # (N, H, W, 3)
-        x = torch.as_tensor(images).permute(0, 3, 1, 2).float().div(255).to(dev)
+        x = torch.as_tensor(images).permute(0, 3, 1, 2).float().div(255).to(ctx.dev)
         with torch.no_grad():
-            probs = model.predict(x).probs.cpu().numpy()
-        return _classification_scores(probs, np.array([t.label for t in truth_recs]), truth.classes)
+            probs = ctx.model.predict(x).probs.cpu().numpy()
+        return _classification_scores(probs, np.array([t.label for t in truth_recs]), ctx.truth.classes)
     from vat.eval.evaluation import predict_records
     from vat.eval.metrics import evaluate_detections
 
-    dets = predict_records(model, recs, device=dev)
-    r = evaluate_detections([t.boxes for t in truth_recs], dets, truth.classes, 0.5, params.interpolation)
+    dets = predict_records(ctx.model, recs, device=ctx.dev)
+    truth = [t.boxes for t in truth_recs]
+    r = evaluate_detections(truth, dets, ctx.truth.classes, 0.5, ctx.params.interpolation)
     return {"map50": round(r.map, 4), "ap50": {k: round(v, 4) for k, v in r.ap.items()}, "n_gt": r.n_gt}
 
 
@@ -250,10 +269,7 @@ def _niqe_mean(model, images) -> float | None:
     return round(float(np.mean(scores)), 4) if scores else None
 
 
-def _score_translator(
-    common, model, spec: tuple[Path, Path], gt, truth: Manifest, params, dev, niqe=None,
-    degraded_path: Path | None = None, clean_pairs: bool = True,
-) -> dict:  # fmt: skip
+def _score_translator(ctx: _Scoring, spec: tuple[Path, Path]) -> dict:
     """D on T_A(G(I_R, I_LQ)) for the scored split's degraded images and their restorations."""
     from vat.data.images import to_image
     from vat.eval.evaluation import translated_classifications, translated_detections, translation_triples
@@ -261,11 +277,12 @@ def _score_translator(
     from vat.models.translator import load_translator
 
     translator_path, restored_path = spec
+    model, dev, niqe, clean_pairs = ctx.model, ctx.dev, ctx.niqe, ctx.clean_pairs
     translator, meta = load_translator(translator_path, dev)
-    triples = translation_triples(gt, degraded_path, restored_path, params.split)
-    if common.task == "classify":
+    triples = translation_triples(ctx.gt, ctx.degraded, restored_path, ctx.params.split)
+    if ctx.task == "classify":
         probs, labels = translated_classifications(model, translator, triples, dev)
-        out = _classification_scores(probs, labels, truth.classes)
+        out = _classification_scores(probs, labels, ctx.truth.classes)
         return out | {"translator": str(translator_path), "epoch": meta.get("epoch")}
     keys = ("psnr", "ssim", "gate_mean") if clean_pairs else ("gate_mean",)
     quality: dict[str, list[float]] = {k: [] for k in keys}
@@ -281,7 +298,7 @@ def _score_translator(
             quality.setdefault("niqe", []).append(niqe.score(out_img))
 
     dets, truth_boxes = translated_detections(model, translator, triples, dev, each=measure)
-    r = evaluate_detections(truth_boxes, dets, truth.classes, 0.5, params.interpolation)
+    r = evaluate_detections(truth_boxes, dets, ctx.truth.classes, 0.5, ctx.params.interpolation)
     out = {"map50": round(r.map, 4), "ap50": {k: round(v, 4) for k, v in r.ap.items()}, "n_gt": r.n_gt}
     out |= {k: round(float(np.mean(v)), 4) for k, v in quality.items()}
     return out | {"translator": str(translator_path), "epoch": meta.get("epoch")}

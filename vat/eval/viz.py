@@ -75,7 +75,7 @@ def draw_boxes(
 
 def draw_detections(image: np.ndarray, det, classes: Sequence[str]) -> np.ndarray:
     """:func:`draw_boxes` of a detector's output for one image (anything with ``boxes`` (N, 4),
-    ``classes`` (N,) and ``scores`` (N,) tensors, e.g. :class:`vat.models.detector.Detections`)."""
+    ``classes`` (N,) and ``scores`` (N,) tensors, e.g. :class:`vat.models.detectors.Detections`)."""
     boxes = [Box(int(c), *map(float, b)) for b, c in zip(det.boxes.cpu(), det.classes.cpu(), strict=True)]
     return draw_boxes(image, boxes, classes, det.scores.tolist())
 

@@ -48,7 +48,7 @@ def fit_detector(common, params: TrainDetectorParams, clean: Manifest, tmp: Path
     """D for a detection task into ``tmp/detector.pt``: the given weights (converted and checked),
     or a YOLO trained on the clean train split; returns its clean val / test mAP@0.5."""
     from vat.eval.evaluation import detection_map
-    from vat.models.detector import FrozenDetector, save_detector
+    from vat.models.detectors import FrozenDetector, save_detector
 
     if params.model in ("small_cnn",) or params.model.startswith("clip:"):
         raise ParamsError(
@@ -83,7 +83,7 @@ def train_yolo(common, params, clean: Manifest, dev, track):
     from ultralytics import YOLO, settings
 
     from vat.env import install_font
-    from vat.models.detector import FrozenDetector, resolve_yaml
+    from vat.models.detectors import FrozenDetector, resolve_yaml
 
     install_font()
     # No analytics, and none of its experiment-tracker callbacks (DVCLive is installed here
@@ -165,13 +165,8 @@ def history_of(path: Path) -> list[dict]:
 def fit_classifier(common, params: TrainDetectorParams, clean: Manifest, tmp: Path, dev, track) -> dict:
     """D for the classification task into ``tmp``: a small CNN (trained, or given weights) as
     ``classifier.pt``, or a CLIP spec as ``classifier.json``; returns its clean accuracy."""
-    from vat.models.classifier import (
-        CLIPClassifier,
-        SmallCNN,
-        TorchClassifier,
-        save_small_cnn,
-        train_small_cnn,
-    )
+    from vat.models.classifier import SmallCNN, TorchClassifier, save_small_cnn, train_small_cnn
+    from vat.models.clip import CLIPClassifier
 
     history: list[dict] = []
     if params.model == "small_cnn":

@@ -26,17 +26,7 @@ Architecture
   global residual (output = input + body(input)). Inputs whose H, W are not multiples of
   ``2**(levels-1)`` are reflect-padded at the bottom/right (replicate when the image is
   smaller than the pad) and the output is cropped back.
-- **Transformer block** = x + MDTA(LN(x)), then x + GDFN(LN(x)), all convs bias-free as in
-  Restormer. MDTA: 1x1 conv -> 3x3 depthwise conv gives q, k, v; q and k are L2-normalised
-  along the pixels and attention is (C/heads) x (C/heads) per head, scaled by a learnable
-  per-head temperature -- memory is O(C^2), never O((HW)^2), so 512 px images are fine. It is
-  plain matmul: ``F.scaled_dot_product_attention`` takes one scalar scale (not a per-head
-  learnable temperature) and its fused kernels cap the head dim far below HW, so it would
-  fall back to the same matmuls. The softmax runs in float32. GDFN: 1x1 conv to
-  ``2 * int(C * ffn_expansion)``, 3x3 depthwise, GELU(x1) * x2, 1x1 conv back to C.
-- **LayerNorm over channels** = Restormer's WithBias LayerNorm (biased variance, eps 1e-5),
-  computed as ``F.layer_norm`` on the (B, H, W, C) permutation. For channels_last tensors
-  that permutation is a free view; the output is channels_last-strided either way.
+- **Transformer block** (Restormer's MDTA + GDFN, channel LayerNorm): :mod:`vat.models.blocks`.
 
 Parameter counts vs the paper (Sec. 5.3, Fig. 8 right)
 ------------------------------------------------------
@@ -90,21 +80,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from vat.errors import ParamsError
+from vat.models.blocks import MDTA, ChannelLayerNorm, TransformerBlock, _pad_to_multiple, _stage
 
 __all__ = [
     "PAPER_PARAMS",
     "TRANSLATORS",
-    "ChannelLayerNorm",
-    "GDFN",
     "GatedFusion",
-    "MDTA",
     "Transformation",
-    "TransformerBlock",
     "TranslatorConfig",
     "VaT",
     "create_translator",
@@ -187,100 +172,12 @@ TRANSLATORS: dict[str, TranslatorConfig] = {
     # only at 1/2 and 1/4 resolution, one block in G); kept for comparison with their code
     "vat-release": TranslatorConfig(width=16, blocks=(0, 1, 1), heads=(2, 2, 2), refinement=0),
     # the same depth at width 48: what the speed and memory targets' reference numbers for
-    # "width 48" were taken on (README "Speed"), a quarter of vat-w48's translator FLOPs
+    # "width 48" were taken on (reports/bench/README.md), a quarter of vat-w48's translator FLOPs
     "vat-release-w48": TranslatorConfig(width=48, blocks=(0, 1, 1), heads=(2, 2, 2), refinement=0),
 }
 
 # Sec. 5.3: base dimension -> "model size" (read as G_A + T_A, see the module docstring)
 PAPER_PARAMS: dict[int, float] = {4: 0.21e6, 8: 0.74e6, 16: 1.57e6, 32: 2.75e6, 48: 6.10e6}
-
-
-class ChannelLayerNorm(nn.Module):
-    """LayerNorm over C of (B, C, H, W): Restormer's WithBias LayerNorm via ``F.layer_norm``."""
-
-    def __init__(self, channels: int, eps: float = 1e-5) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-        self.eps = eps
-
-    def forward(self, x: Tensor) -> Tensor:
-        y = x.permute(0, 2, 3, 1)  # (B, H, W, C): a view, contiguous when x is channels_last
-        y = F.layer_norm(y, (y.shape[-1],), self.weight, self.bias, self.eps)
-        return y.permute(0, 3, 1, 2)  # (B, C, H, W), channels_last strides
-
-
-class MDTA(nn.Module):
-    """Multi-Dconv head transposed attention: C x C attention per head, O(C^2) memory."""
-
-    def __init__(self, channels: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.temperature = nn.Parameter(torch.ones(heads, 1, 1))
-        self.qkv = nn.Conv2d(channels, 3 * channels, 1, bias=False)
-        self.qkv_dwconv = nn.Conv2d(3 * channels, 3 * channels, 3, padding=1, groups=3 * channels, bias=False)
-        self.project_out = nn.Conv2d(channels, channels, 1, bias=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        b, c, h, w = x.shape
-        qkv = self.qkv_dwconv(self.qkv(x))  # (B, 3C, H, W)
-        q, k, v = qkv.reshape(b, 3, self.heads, c // self.heads, h * w).unbind(1)  # (B, heads, C/heads, HW)
-        q = F.normalize(q, dim=-1)
-        k = F.normalize(k, dim=-1)
-        attn = (q @ k.transpose(-2, -1)) * self.temperature  # (B, heads, C/heads, C/heads)
-        attn = torch.softmax(attn.float(), dim=-1).to(v.dtype)
-        out = attn @ v  # (B, heads, C/heads, HW)
-        return self.project_out(out.reshape(b, c, h, w))  # (B, C, H, W)
-
-
-class GDFN(nn.Module):
-    """Gated-Dconv feed-forward network: 1x1 expand, 3x3 depthwise, GELU gate, 1x1 project."""
-
-    def __init__(self, channels: int, expansion: float) -> None:
-        super().__init__()
-        hidden = int(channels * expansion)
-        self.project_in = nn.Conv2d(channels, 2 * hidden, 1, bias=False)
-        self.dwconv = nn.Conv2d(2 * hidden, 2 * hidden, 3, padding=1, groups=2 * hidden, bias=False)
-        self.project_out = nn.Conv2d(hidden, channels, 1, bias=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x1, x2 = self.dwconv(self.project_in(x)).chunk(2, dim=1)  # 2 x (B, hidden, H, W)
-        return self.project_out(F.gelu(x1) * x2)  # (B, C, H, W)
-
-
-class TransformerBlock(nn.Module):
-    """Restormer block: x + MDTA(LN(x)), then x + GDFN(LN(x)); optional activation checkpointing."""
-
-    def __init__(self, channels: int, heads: int, expansion: float) -> None:
-        super().__init__()
-        self.norm1 = ChannelLayerNorm(channels)
-        self.attn = MDTA(channels, heads)
-        self.norm2 = ChannelLayerNorm(channels)
-        self.ffn = GDFN(channels, expansion)
-        self.checkpoint = False  # set by VaT.set_checkpoint
-
-    def _body(self, x: Tensor) -> Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.ffn(self.norm2(x))
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.checkpoint and torch.is_grad_enabled():
-            return _checkpoint(self._body, x, use_reentrant=False)
-        return self._body(x)
-
-
-def _stage(channels: int, heads: int, count: int, expansion: float) -> nn.Sequential:
-    return nn.Sequential(*(TransformerBlock(channels, heads, expansion) for _ in range(count)))
-
-
-def _pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
-    h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    if ph == 0 and pw == 0:
-        return x
-    # reflect needs the pad to be smaller than the side; tiny images fall back to replicate
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
 
 
 class GatedFusion(nn.Module):

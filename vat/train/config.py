@@ -53,7 +53,7 @@ class TrainParams:
 
     def loss_config(self):
         """The loss's settings: the fields of :class:`~vat.train.losses.LossConfig`, by name."""
-        from vat.train.losses import LossConfig
+        from vat.train.loss_inputs import LossConfig
 
         return LossConfig(**{f.name: getattr(self, f.name) for f in fields(LossConfig)})
 

@@ -89,15 +89,15 @@ class TrainGraph(nn.Module):
                 setattr(det, k, v)
 
     def _loss(self, lq, restored, hq, targets_lq, targets_hq, generator, device_type):
+        from vat.train.loss_inputs import ClassificationPairs, DetectionPairs, Sharding
         from vat.train.losses import vat_loss, vat_loss_classify
 
         with torch.autocast(
             device_type, dtype=self.autocast or torch.bfloat16, enabled=self.autocast is not None
         ):
             fused, _ = self.model.fuse(lq, restored)
-            kwargs = {"one_pass": self.one_detector_pass}
-            if self.gather is not None:
-                kwargs |= {"gather": self.gather, "shard": self.shard}
+            sharding = None if self.gather is None else Sharding(self.gather, self.shard)
+            kwargs = {"sharding": sharding, "one_pass": self.one_detector_pass}
             t_a, t_b = self.model.t_a, self.model.t_b
             chunk = self.chunk_translator
             if chunk is None:
@@ -106,17 +106,14 @@ class TrainGraph(nn.Module):
                 t_a = _InChunks(t_a, lq.shape[0])
                 t_b = None if t_b is None else _InChunks(t_b, lq.shape[0])
             t_b = _no_t_b if t_b is None else t_b
+            det = self._detector[0]
             if self.classify:  # targets of load_classification_data: soft labels and their weights
                 y_lq, w_lq = (torch.stack([t[k] for t in targets_lq]) for k in ("probs", "weight"))
                 y_hq, w_hq = (torch.stack([t[k] for t in targets_hq]) for k in ("probs", "weight"))
-                return vat_loss_classify(
-                    t_a, t_b, fused, hq, y_lq, y_hq, self._detector[0], self.loss_cfg, generator,
-                    w_lq, w_hq, **kwargs,
-                )  # fmt: skip
-            return vat_loss(
-                t_a, t_b, fused, hq, targets_lq, targets_hq, self._detector[0], self.loss_cfg,
-                generator, **kwargs,
-            )  # fmt: skip
+                pairs = ClassificationPairs(fused, hq, y_lq, y_hq, w_lq, w_hq)
+                return vat_loss_classify(t_a, t_b, pairs, det, self.loss_cfg, generator, **kwargs)
+            pairs = DetectionPairs(fused, hq, targets_lq, targets_hq)
+            return vat_loss(t_a, t_b, pairs, det, self.loss_cfg, generator, **kwargs)
 
 
 class _InChunks:

@@ -40,6 +40,7 @@ _READERS: dict[str, Callable[[Path, ReadContext, str | None], list[RawItem]]] = 
 }
 
 
+# Eleven arguments: the prepare section's reading options, each documented below.
 def read_dataset(
     fmt: str,
     root: str | Path,

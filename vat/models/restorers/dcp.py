@@ -64,6 +64,7 @@ class DCP(Restorer):
 
     receptive_radius = None  # A is global
 
+    # Nine arguments: DCP's published constants, each with its default from the papers.
     def __init__(
         self,
         patch: int = 15,
