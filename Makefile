@@ -7,10 +7,12 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: install repro test lint
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -U pip
 	$(VENV)/bin/pip install -q -e '.[dev]'
+	# tests only: YOLOv5's reference code, to cross-check our port of it (its deps are not needed)
+	$(VENV)/bin/pip install -q --no-deps yolov5==7.0.14
 	touch $@
 
 install: $(VENV)/.installed

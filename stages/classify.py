@@ -38,7 +38,7 @@ from vat.data.sources import PrepareParams
 from vat.errors import ParamsError
 from vat.eval.paper import TABLE4
 from vat.eval.scoring import EvaluateParams
-from vat.io import write_json
+from vat.io import atomic_dir, write_json
 from vat.labels.rules import PseudolabelParams
 from vat.layout import MAIN, Layout
 from vat.models.restorers.running import RestoreParams
@@ -124,7 +124,10 @@ def task_layout(layout: Layout) -> Layout:
 
 def run(params_file: Path = Path("params.yaml"), layout: Layout = MAIN, *, device: str = "auto",
         track=rich_track) -> dict:  # fmt: skip
-    """Run Task 2 end to end; returns the summary written to ``reports/classify/metrics.json``."""
+    """Run Task 2 end to end; returns the summary written to ``reports/classify/metrics.json``.
+    With params ``classify: null`` Task 2 is off: an empty output says so."""
+    if read_yaml(params_file).get("classify", {}) is None:
+        return _not_run(task_layout(layout), f"{params_file}: classify is null (Task 2 off)")
     cp, p = task_params(params_file)
     common: CommonParams = p["common"]
     cl = task_layout(layout)
@@ -161,6 +164,15 @@ def run(params_file: Path = Path("params.yaml"), layout: Layout = MAIN, *, devic
     return summary
 
 
+def _not_run(cl: Layout, why: str) -> dict:
+    """Task 2 off: data/classify/ and reports/classify/metrics.json say so (DVC's outputs exist)."""
+    summary = {"task": "classify", "run": False, "why": why}
+    with atomic_dir(cl.data) as tmp:
+        write_json(summary, tmp / "not_run.json")
+    write_json(summary, cl.reports / "metrics.json")
+    return summary
+
+
 @friendly_errors
 def command(
     params_file: Path = typer.Option(Path("params.yaml"), "--params", help="params file to read"),
@@ -168,6 +180,9 @@ def command(
 ) -> None:
     """Task 2: the whole pipeline again as low-light classification (the paper's Fig. 6, Table 4 Task 2)."""
     m = run(params_file, device=device)
+    if not m.get("run", True):
+        console.print(f"classify: not run ({m['why']}) -> {task_layout(MAIN).reports}/metrics.json")
+        return
     for name, v in m["methods"].items():
         auc = "-" if v["mean_auc"] is None else f"{v['mean_auc']:.4f}"
         console.print(f"classify: {name:45s} accuracy {v['accuracy']:.4f}, mean AUC {auc}")

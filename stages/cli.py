@@ -12,6 +12,7 @@ from stages import (
     classify,
     degrade,
     evaluate,
+    inputs,
     prepare,
     pseudolabel,
     real,
@@ -31,8 +32,9 @@ app = typer.Typer(
         "VaT: train a label-free translator between a frozen restorer and a frozen vision model.\n\n"
         "Each stage command reads params.yaml (its own section plus `common`) and writes "
         "data/<stage>/ and reports/<stage>/. `dvc repro` runs them in order; run one alone "
-        "to inspect it. Pipeline: prepare -> degrade -> train_restorer -> restore, "
-        "train_detector -> pseudolabel -> train, unpaired, ablate ROW; study R; classify (Task 2); real "
+        "to inspect it. Pipeline: inputs (fingerprints of your files) -> prepare -> degrade -> "
+        "train_restorer -> restore, train_detector -> pseudolabel -> train, unpaired, ablate ROW; "
+        "study R; classify (Task 2); real "
         "(test sets without clean pairs) -> evaluate -> report. "
         "`vat browse` opens the pseudo-labels in the FiftyOne app."
     ),
@@ -52,8 +54,8 @@ def _help(module) -> str:
     return summary + ("\n\n\b\n" + io if io else "")  # \b: click keeps these lines as they are
 
 
-for _stage in (prepare, degrade, train_restorer, restore, train_detector, pseudolabel, train, unpaired,
-               ablate, study, classify, real, evaluate, report):  # fmt: skip
+for _stage in (inputs, prepare, degrade, train_restorer, restore, train_detector, pseudolabel, train,
+               unpaired, ablate, study, classify, real, evaluate, report):  # fmt: skip
     app.command(_stage.__name__.rsplit(".", 1)[1], help=_help(_stage))(_stage.command)
 for _tool in (translate, browse, profile):
     app.command(_tool.__name__.rsplit(".", 1)[1], help=_help(_tool))(_tool.command)

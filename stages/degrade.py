@@ -26,6 +26,7 @@ from stages._ui import Track, console, friendly_errors, no_track, rich_track
 from vat.config import CommonParams, load_common, load_section
 from vat.data.degradations import DegradeParams, degrade_record
 from vat.data.manifest import Manifest, read_manifest, write_manifest
+from vat.errors import ParamsError
 from vat.eval.metrics import psnr
 from vat.io import atomic_dir, atomic_path, load_rgb, save_png, write_json
 from vat.layout import MAIN, MANIFEST, Layout
@@ -39,10 +40,18 @@ def run(
     """Degrade the clean images of ``params.splits`` into ``data/degrade``; returns the metrics."""
     out, reports = layout.out("degrade"), layout.report("degrade")
     clean = read_manifest(layout.clean)
-    records = [r for r in clean.records if r.split in params.splits]
+    # images given as clean training photographs are never degraded; given degraded ones are
+    # degraded already (method none keeps them as they are, where they are)
+    records = [r for r in clean.records if r.split in params.splits and r.domain != "clean"]
+    if params.method != "none" and any(r.domain == "degraded" for r in records):
+        raise ParamsError(f"{layout.clean}: the photographs are degraded already; set degrade.method: none")
     degraded, rows, psnrs = [], [], []
     with atomic_dir(out) as tmp:
         for r in track(records, "degrade", len(records)):
+            if params.method == "none":
+                degraded.append(r)
+                rows.append({"image_id": r.image_id, "split": r.split, "path": r.path, "method": "none"})
+                continue
             image, low, p = degrade_record(params, r, common.seed)
             rel = Path("images") / r.split / f"{r.image_id}.png"
             save_png(low, tmp / rel)

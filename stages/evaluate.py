@@ -27,7 +27,7 @@ import typer
 
 from stages._ui import Track, console, friendly_errors, no_track, rich_track
 from vat.config import CommonParams, load_common, load_section
-from vat.eval.scoring import EvaluateParams, evaluate, methods
+from vat.eval.scoring import EvaluateParams, evaluate, has_clean_pairs, methods
 from vat.layout import MAIN, Layout
 
 __all__ = ["EvaluateParams", "command", "run"]
@@ -44,8 +44,9 @@ def run(
     """Score every method :func:`vat.eval.scoring.methods` finds in ``layout``; returns the result."""
     spec = layout.restorer_spec
     arch = json.loads(spec.read_text())["arch"] if spec.is_file() else "R"
-    return evaluate(common, params, methods(arch, layout), layout, layout.report("evaluate"), device=device,
-                    track=track)  # fmt: skip
+    pairs = has_clean_pairs(layout, params.split)  # no clean row, PSNR or SSIM without clean pictures
+    return evaluate(common, params, methods(arch, layout, clean=pairs), layout, layout.report("evaluate"),
+                    device=device, track=track, clean_pairs=pairs)  # fmt: skip
 
 
 @friendly_errors

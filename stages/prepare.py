@@ -2,6 +2,7 @@
 
 Reads:   params.yaml [common, prepare]; for non-embedded sources the folder prepare.root
 Writes:  data/prepare/manifest.parquet   the manifest (schema in vat/data/manifest.py)
+         data/prepare/inputs.json        the fingerprint of the dataset read (stages/inputs.py)
          data/prepare/images/            embedded images, and converted copies of inputs
                                          that were not plain 8-bit upright RGB
          data/prepare/depth/             per-pixel depth (.npy, metres; embedded only)
@@ -22,6 +23,7 @@ from stages._ui import Track, console, friendly_errors, no_track, rich_track
 from vat.config import CommonParams, load_common, load_section
 from vat.data.manifest import Manifest, write_manifest
 from vat.data.sources import PrepareParams, counts, read_source
+from vat.inputs import record, section_paths
 from vat.io import atomic_dir, save_png, write_json
 from vat.layout import MAIN, MANIFEST, Layout
 
@@ -36,7 +38,8 @@ def run(
     with atomic_dir(out) as tmp:
         manifest, extra = read_source(common, params, out, tmp, track)
         write_manifest(manifest, tmp / MANIFEST)
-    metrics = counts(manifest) | extra
+        record(section_paths("prepare", params), tmp, layout.data)  # your dataset's fingerprint
+    metrics = {"profile": common.profile, "task": common.task} | counts(manifest) | extra
     reports.mkdir(parents=True, exist_ok=True)
     write_json(metrics, reports / "metrics.json")
     _samples(manifest, reports / "samples.png")

@@ -78,6 +78,10 @@ def command(
                       f"{m['accuracy_after_filter']} after the filter -> {MAIN.pseudolabels}")  # fmt: skip
     else:
         b, a = m["before_filter"], m["after_filter"]
+        if "quality" in m:  # no labels on the training images
+            counts = f"{b['boxes']} -> {a['boxes']} boxes on degraded images"
+            console.print(f"pseudolabel: {counts} ({m['quality']}) -> {MAIN.pseudolabels}")
+            return
         auroc = m["auroc_correct_vs_wrong"].get("epistemic")
         console.print(f"pseudolabel: {b['boxes']} -> {a['boxes']} boxes on degraded images, precision "
                       f"{b['precision']} -> {a['precision']}, recall {b['recall']} -> {a['recall']}, "

@@ -23,6 +23,7 @@ Writes:  data/real/NAME/{prepare,degrade,restore}/   the set's images (degrade: 
                                                      R's outputs
          reports/real/NAME/   metrics.json, table.md, grid.png (evaluate's, for this set)
          reports/real/metrics.json   every set's mAP and NIQE per method
+         data/real/sets.json, data/real/inputs.json   the sets, their folders' fingerprint
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from vat.data.manifest import Manifest, read_manifest, write_manifest
 from vat.data.sources import PrepareParams, read_embedded, read_external
 from vat.errors import DataError, ParamsError
 from vat.eval.scoring import EvaluateParams, evaluate, methods
+from vat.inputs import record, stage_paths
 from vat.io import atomic_dir, write_json
 from vat.layout import MAIN, MANIFEST, Layout
 from vat.models.restorers.running import RestoreParams
@@ -148,6 +150,9 @@ def run(params_file: Path = Path("params.yaml"), layout: Layout = MAIN, *, devic
     reports = layout.report("real")
     reports.mkdir(parents=True, exist_ok=True)
     write_json(summary, reports / "metrics.json")
+    layout.out("real").mkdir(parents=True, exist_ok=True)  # DVC's output, even with no set
+    write_json(sorted(summary), layout.out("real") / "sets.json")
+    record(stage_paths(read_yaml(params_file))["real"], layout.out("real"), layout.data)
     return summary
 
 

@@ -11,6 +11,7 @@ wraps an open_clip model (``clip:<model name>`` with a local weights file). With
 Reads:   params.yaml [common, train_detector]; data/prepare/ (clean images and labels)
 Writes:  data/train_detector/detector.pt         (detection) D in our weights-only format
          data/train_detector/classifier.pt       (classify) small CNN, or a CLIP spec
+         data/train_detector/inputs.json         the fingerprint of your weights (stages/inputs.py)
          reports/train_detector/metrics.json     clean val and test mAP@0.5 (or accuracy), history
 """
 
@@ -24,6 +25,7 @@ from stages._ui import Track, console, friendly_errors, no_track, rich_track
 from vat.config import CommonParams, load_common, load_section
 from vat.data.images import resolve_device
 from vat.data.manifest import read_manifest
+from vat.inputs import record, section_paths
 from vat.io import atomic_dir, write_json
 from vat.layout import MAIN, Layout
 from vat.models.training import TrainDetectorParams, fit_classifier, fit_detector
@@ -45,6 +47,7 @@ def run(
     fit = fit_classifier if common.task == "classify" else fit_detector
     with atomic_dir(layout.out("train_detector")) as tmp:
         metrics = fit(common, params, clean, tmp, dev, track)
+        record(section_paths("train_detector", params), tmp, layout.data)  # your weights' fingerprint
     reports = layout.report("train_detector")
     reports.mkdir(parents=True, exist_ok=True)
     write_json(metrics, reports / "metrics.json")

@@ -12,6 +12,7 @@ outputs any restorer produced elsewhere.
 Reads:   params.yaml [common, train_restorer]; data/prepare/, data/degrade/
 Writes:  data/train_restorer/restorer.json   {"arch", "weights", "folder"}: what restore builds
          data/train_restorer/restorer.pt     the weights (networks only), weights-only format
+         data/train_restorer/inputs.json     the fingerprint of your weights / folder (stages/inputs.py)
          reports/train_restorer/metrics.json PSNR / SSIM on the test split, per-epoch history
          reports/train_restorer/samples.png  degraded / restored / clean
 """
@@ -28,6 +29,7 @@ from vat.config import CommonParams, load_common, load_section
 from vat.data.images import pair_records, resolve_device
 from vat.data.manifest import read_manifest
 from vat.errors import ParamsError
+from vat.inputs import record, section_paths
 from vat.io import atomic_dir, load_rgb, save_png, write_json
 from vat.layout import MAIN, RESTORER_SPEC, Layout
 from vat.models.restorers.training import TRAINABLE, TrainRestorerParams, config_of, quality, train_restorer
@@ -63,6 +65,7 @@ def run(
         elif params.weights:
             raise ParamsError(f"train_restorer.weights: arch {params.arch!r} takes no weights file")
         write_json(spec, tmp / RESTORER_SPEC)
+        record(section_paths("train_restorer", params), tmp, layout.data)  # your weights' fingerprint
         restorer = build_restorer(
             params.arch, weights=tmp / "restorer.pt" if spec["weights"] else None, folder=params.folder
         )

@@ -33,3 +33,28 @@ def at(base):
     from vat.layout import Layout
 
     return Layout(base, base / "reports")
+
+
+def copy_repo(dst):
+    """A copy of the repository's tracked and untracked (not ignored) files in ``dst``, as a
+    new git repository, without the committed results under data/ and reports/ (their
+    READMEs come along: they keep folders the pipeline needs); returns the environment that
+    runs this venv's ``vat`` and ``dvc`` there."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=root,
+                           capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    for f in files:
+        committed_output = f.startswith(("data/", "reports/")) and not f.endswith("README.md")
+        if (root / f).is_file() and not committed_output:
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / f, dst / f)
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run("git init -q && git add -A && git -c user.name=t -c user.email=t@t commit -qm init",
+                   cwd=dst, env=env, shell=True, check=True, capture_output=True)  # fmt: skip
+    return env

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from vat.layout import MAIN, REPORTS_ONLY
+from vat.layout import DATA_ONLY, MAIN, REPORTS_ONLY
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
@@ -51,11 +51,11 @@ def test_outputs_are_where_the_layout_puts_them():
             home = [str(MAIN.out(name)), str(MAIN.report(name))]
             assert all(any(o.startswith(h + "/") for h in home) for o in outs), (name, outs)
             continue
-        expected = (
-            [str(MAIN.report(name))]
-            if name in REPORTS_ONLY
-            else [str(MAIN.out(name)), str(MAIN.report(name))]
-        )
+        expected = [str(MAIN.out(name)), str(MAIN.report(name))]
+        if name in REPORTS_ONLY:
+            expected = [str(MAIN.report(name))]
+        elif name in DATA_ONLY:
+            expected = [str(MAIN.out(name))]
         assert outs == expected, name
 
 
@@ -67,7 +67,7 @@ def test_every_stage_metrics_file_is_declared():
         metrics = str(MAIN.metrics(name))
         if "foreach" in spec:
             metrics = f"{MAIN.report(name)}/${{{'key' if name == 'ablate' else 'item'}}}/metrics.json"
-        if name != "report":
+        if name not in ("report", *DATA_ONLY):
             assert metrics in declared, name
     plots = {next(iter(p)) for p in DVC["plots"]}
     for stage in ("train", "unpaired", "classify/train"):

@@ -39,3 +39,16 @@ def test_read_names_missing_and_foreign_files(tmp_path):
     (tmp_path / "bad.parquet").write_bytes(b"garbage")
     with pytest.raises(DataError, match="bad.parquet: not a readable Parquet"):
         read_manifest(tmp_path / "bad.parquet")
+
+
+def test_the_class_list_key_is_stable(tmp_path):
+    """Manifests written by earlier versions keep loading: the class list lives under the
+    schema key ``vat.classes`` (a module rename once changed the key by accident)."""
+    import pyarrow.parquet as pq
+
+    from vat.data.manifest import Manifest, Record, read_manifest, write_manifest
+
+    m = Manifest([Record("a", "a.png", 4, 4, "train", "embedded")], ["car"])
+    write_manifest(m, tmp_path / "m.parquet")
+    assert pq.read_schema(tmp_path / "m.parquet").metadata[b"vat.classes"] == b'["car"]'
+    assert read_manifest(tmp_path / "m.parquet").classes == ["car"]

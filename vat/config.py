@@ -25,7 +25,7 @@ import yaml
 from vat.errors import ParamsError
 
 TASKS = ("haze", "dark", "classify")
-PROFILES = ("tiny", "default", "paper", "paper_dark")
+PROFILES = ("tiny", "default", "paper", "paper_dark", "own")
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class CommonParams:
 
     seed: int  # global seed; every random draw derives from it
     task: Literal["haze", "dark", "classify"]  # haze / low-light detection, or classification
-    profile: Literal["tiny", "default", "paper", "paper_dark"]  # which profile these params came from
+    profile: Literal["tiny", "default", "paper", "paper_dark", "own"]  # which profile these params came from
     classes: list[str] = field(default_factory=list)  # class names, index = class id
 
     def __post_init__(self) -> None:
@@ -172,13 +172,16 @@ def merge(
     """Deep-merge ``overlay`` onto ``base``; overlay keys must exist in base (else ParamsError
     ``<where><key path>: <unknown>``), except directly under an open section
     (``OPEN_SECTIONS``: its keys are row names a profile may add) and anywhere under a
-    ``FREE_PATHS`` mapping."""
+    ``FREE_PATHS`` mapping. An open section set to ``{}`` is emptied (no ablation rows, no real
+    sets), not merged."""
     out = dict(base)
     free = (len(_path) == 1 and _path[0] in OPEN_SECTIONS) or any(_path[: len(p)] == p for p in FREE_PATHS)
     for k, v in overlay.items():
         if k not in base and not free:
             raise ParamsError(f"{where}{'.'.join((*_path, k))}: {unknown}")
-        if isinstance(v, dict) and isinstance(base.get(k), dict):
+        if _emptied(_path, k, v):
+            out[k] = {}
+        elif isinstance(v, dict) and isinstance(base.get(k), dict):
             out[k] = merge(base[k], v, where, (*_path, k), unknown)
         else:
             out[k] = v
@@ -216,9 +219,16 @@ def render_profile(name: str, profiles_dir: Path) -> str:
     return buf.getvalue()
 
 
-def _overlay(base, overlay) -> None:
+def _emptied(path: tuple[str, ...], key: str, value) -> bool:
+    """An open section set to ``{}`` by a profile: emptied, not merged."""
+    return not path and key in OPEN_SECTIONS and isinstance(value, dict) and not value
+
+
+def _overlay(base, overlay, _path: tuple[str, ...] = ()) -> None:
     for k, v in overlay.items():
-        if isinstance(v, dict) and isinstance(base.get(k), dict):
-            _overlay(base[k], v)
+        if _emptied(_path, k, v):
+            base[k] = v
+        elif isinstance(v, dict) and isinstance(base.get(k), dict):
+            _overlay(base[k], v, (*_path, k))
         else:
             base[k] = v

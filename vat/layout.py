@@ -23,16 +23,18 @@ from pathlib import Path
 # The pipeline's stages, in dvc.yaml's order; each has data/<stage>/ (evaluate and report
 # write reports only).
 STAGES = (
-    "prepare", "degrade", "train_restorer", "restore", "train_detector", "pseudolabel", "train",
+    "inputs", "prepare", "degrade", "train_restorer", "restore", "train_detector", "pseudolabel", "train",
     "unpaired", "ablate", "study", "classify", "real", "evaluate", "report",
 )  # fmt: skip
 REPORTS_ONLY = ("evaluate", "report")
+DATA_ONLY = ("inputs",)  # fingerprints, no metrics
 
 MANIFEST = "manifest.parquet"  # prepare, degrade, restore (schema: vat/data/manifest.py)
 RESTORER_SPEC = "restorer.json"  # train_restorer: what restore builds
 TRANSLATOR = "translator.pt"  # train, unpaired, ablate ROW: the selected translator
 LAST = "last.pt"  # ... and the last epoch's
 METRICS = "metrics.json"  # every stage's headline numbers, under reports/<stage>/
+INPUTS = "inputs.json"  # prepare, train_restorer, train_detector, real: your files' fingerprint
 
 
 @dataclass(frozen=True)

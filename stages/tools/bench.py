@@ -64,6 +64,32 @@ def nuq_command(
     console.print(f"nuq: {result} -> {out}")
 
 
+@app.command("detector")
+@friendly_errors
+def detector_command(
+    size: int = typer.Option(256, help="image side, px (a multiple of 32)"),
+    batch: int = typer.Option(4, help="images per step"),
+    steps: int = typer.Option(10, help="timed steps per detector"),
+    device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda"),
+    out: Path = typer.Option(
+        None, help="where to write the numbers (default reports/bench/detector-<device>.json)"
+    ),
+) -> None:
+    """Images/s of D's predict and of a loss step, for the YOLOv5 port, YOLOv5's reference code
+    (when installed) and ultralytics YOLOv8n, at the same size, in one run."""
+    from vat.bench.detector import bench_detectors
+    from vat.data.images import resolve_device
+
+    dev = resolve_device(device)
+    rows = bench_detectors(size, batch, steps, dev)
+    out = out or REPORTS / f"detector-{'cpu' if dev.type != 'cuda' else torch_name(dev)}.json"
+    write_json({"machine": machine(), "rows": rows}, out)
+    for r in rows:
+        speed = r.get("skipped") or f"predict {r['predict_img_s']} img/s, loss step {r['loss_img_s']} img/s"
+        console.print(f"bench detector: {r['model']:75s} {speed}")
+    console.print(f"bench detector -> {out}")
+
+
 @app.command("train")
 @friendly_errors
 def train_command(

@@ -18,8 +18,9 @@ import typer
 
 from stages._ui import console, friendly_errors, rich_track
 from vat.browse.app import app_url, launch, port_in_use, serve
-from vat.browse.dataset import IOU, MANIFESTS, PSEUDO_DIR, build_dataset, summarize
+from vat.browse.dataset import IOU, MANIFESTS, PSEUDO_DIR, build_dataset, pseudo_label_names, summarize
 from vat.errors import VatError
+from vat.layout import MAIN
 
 
 @friendly_errors
@@ -32,6 +33,7 @@ def command(
     degraded: Path = typer.Option(MANIFESTS["degraded"], help="manifest of the degraded images"),
     restored: Path = typer.Option(MANIFESTS["restored"], help="manifest of the restored images"),
     clean: Path = typer.Option(MANIFESTS["clean"], help="manifest of the clean images and ground truth"),
+    models: Path = typer.Option(MAIN.models, help="D's folder (its class map names the pseudo-labels)"),
 ) -> None:
     """Browse the pseudo-labels and their uncertainties in the FiftyOne App.
 
@@ -46,7 +48,9 @@ def command(
     if not no_launch and port_in_use(address, port):  # before the build, not after
         raise VatError(f"port {port} on {address} is in use; pass another --port")
     manifests = {"degraded": degraded, "restored": restored, "clean": clean}
-    dataset = build_dataset(name, pseudo_dir, manifests, track=rich_track)
+    dataset = build_dataset(
+        name, pseudo_dir, manifests, track=rich_track, pseudo_names=pseudo_label_names(models)
+    )
     s = summarize(dataset)
     slices = ", ".join(f"{k} {v}" for k, v in s["per_slice"].items())
     e, a = s["eval"], s["eval_all"]

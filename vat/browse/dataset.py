@@ -225,6 +225,18 @@ def _pseudo(rows: list[dict], classes: list[str], width: int, height: int, kept_
     return fo.Detections(detections=dets)
 
 
+def pseudo_label_names(models: Path) -> list[str] | None:
+    """The label of each of D's class ids by the class map beside D (the task class it maps to,
+    else D's own name); None where D's classes are the task's."""
+    import json
+
+    path = Path(models) / "class_map.json"
+    if not path.is_file():
+        return None
+    cm = json.loads(path.read_text())
+    return [cm["task_classes"][t] if t >= 0 else d for d, t in zip(cm["d_names"], cm["to_task"], strict=True)]
+
+
 def build_dataset(
     name: str,
     pseudo_dir: Path = PSEUDO_DIR,
@@ -232,11 +244,14 @@ def build_dataset(
     classes: list[str] | None = None,
     overwrite: bool = True,
     track=None,
+    pseudo_names: list[str] | None = None,
 ) -> fo.Dataset:
     """Build the persistent grouped FiftyOne dataset ``name`` from the Parquet files.
 
     ``manifests`` maps slice (``degraded`` | ``restored`` | ``clean``) to manifest; a slice
-    left out is not shown. ``classes`` overrides the manifests' class list. The dataset is
+    left out is not shown. ``classes`` overrides the manifests' class list. ``pseudo_names``:
+    the label of each of D's class ids (a D with its own classes: the task class it maps to,
+    else its own name; :func:`pseudo_label_names`); default: the task's classes. The dataset is
     built under a temporary name and renamed over ``name`` only when complete, so a failed
     build leaves the previous one intact. With ``overwrite=False`` an existing dataset of
     that name is a DataError. Never writes the Parquet files.
@@ -245,10 +260,11 @@ def build_dataset(
     manifests = dict(MANIFESTS if manifests is None else manifests)
     boxes, images, loaded = read_inputs(Path(pseudo_dir), manifests)
     classes = list(classes) if classes is not None else _classes(loaded, manifests)
-    bad = sorted({r["cls"] for r in boxes if not 0 <= r["cls"] < len(classes)})
+    names = list(pseudo_names) if pseudo_names is not None else classes
+    bad = sorted({r["cls"] for r in boxes if not 0 <= r["cls"] < len(names)})
     if bad:
         raise DataError(
-            f"{Path(pseudo_dir) / 'boxes.parquet'}: class indices {bad} outside 0..{len(classes) - 1}"
+            f"{Path(pseudo_dir) / 'boxes.parquet'}: class indices {bad} outside 0..{len(names) - 1}"
         )
 
     import fiftyone as fo
@@ -256,7 +272,7 @@ def build_dataset(
     if fo.dataset_exists(name) and not overwrite:
         raise DataError(f"FiftyOne dataset {name!r} exists; rebuild it with overwrite=True")
 
-    samples, slices = _samples(boxes, images, loaded, classes, track)
+    samples, slices = _samples(boxes, images, loaded, (classes, names), track)
     missing = [s.filepath for s in samples if not Path(s.filepath).is_file()]
     if missing:
         raise DataError(f"{missing[0]}: image not found ({len(missing)} missing in all)")
@@ -267,8 +283,10 @@ def build_dataset(
     })  # fmt: skip
 
 
-def _samples(boxes: list[dict], images: list[dict], loaded: dict[str, Manifest], classes: list[str], track):
-    """One FiftyOne sample per (image, slice), grouped by image id; and the slices present."""
+def _samples(boxes: list[dict], images: list[dict], loaded: dict[str, Manifest], names: tuple, track):
+    """One FiftyOne sample per (image, slice), grouped by image id; and the slices present.
+    ``names``: (the task's classes, the label of each of D's class ids)."""
+    classes, pseudo_names = names
     import fiftyone as fo
 
     by_key: dict[tuple[str, str], list[dict]] = defaultdict(list)  # (image_id, domain) -> boxes
@@ -285,8 +303,8 @@ def _samples(boxes: list[dict], images: list[dict], loaded: dict[str, Manifest],
         group = fo.Group()
         for slice_ in slices:
             rec = records[slice_].get(image_id)
-            if rec is None:
-                continue
+            if rec is None or (slice_ == "clean" and rec.domain == "degraded"):
+                continue  # a photograph given degraded has no clean picture to show
             domain = SLICE_DOMAIN[slice_]
             # labels live in the frame of the image they were made for (I_LQ for both
             # degraded and restored); relative coordinates carry them onto R(I_LQ)
@@ -303,8 +321,8 @@ def _samples(boxes: list[dict], images: list[dict], loaded: dict[str, Manifest],
             )
             if (image_id, domain) in labelled:
                 rows = by_key.get((image_id, domain), [])
-                sample["pseudo"] = _pseudo(rows, classes, frame.width, frame.height, kept_only=True)
-                sample["pseudo_all"] = _pseudo(rows, classes, frame.width, frame.height, kept_only=False)
+                sample["pseudo"] = _pseudo(rows, pseudo_names, frame.width, frame.height, kept_only=True)
+                sample["pseudo_all"] = _pseudo(rows, pseudo_names, frame.width, frame.height, kept_only=False)
             samples.append(sample)
     return samples, slices
 

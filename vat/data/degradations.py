@@ -51,7 +51,7 @@ __all__ = [
 #: IA-YOLO's ten haze levels: beta = 0.01 * i + 0.05, i = 0..9 (0.05 .. 0.14).
 IAYOLO_BETAS: tuple[float, ...] = tuple(round(0.01 * i + 0.05, 10) for i in range(10))
 
-METHODS: tuple[str, ...] = ("haze", "haze_depth", "lowlight", "corruption")
+METHODS: tuple[str, ...] = ("haze", "haze_depth", "lowlight", "corruption", "none")
 
 #: Keys of every :func:`draw_params` dict (unused ones are None).
 PARAM_KEYS: tuple[str, ...] = ("method", "beta", "airlight", "gamma", "corruption", "severity", "seed")
@@ -152,7 +152,7 @@ class DegradeParams:
     """``degrade``: what to synthesise; one set of parameters is drawn per image by
     :func:`draw_params`. The defaults are IA-YOLO's (haze) and the paper's (low light)."""
 
-    method: Literal["haze", "haze_depth", "lowlight", "corruption"]  # IA-YOLO's haze, depth haze, ...
+    method: Literal["haze", "haze_depth", "lowlight", "corruption", "none"]  # none: given already degraded
     betas: tuple[float, ...] = IAYOLO_BETAS  # haze: levels, one drawn uniformly per image (0.05..0.14)
     depth_betas: tuple[float, float] = (0.02, 0.12)  # haze_depth: beta ~ U(lo, hi), 1/m
     airlight: float = 0.5  # A in I = J t + A (1 - t), in [0, 1]
@@ -219,6 +219,8 @@ def draw_params(cfg: DegradeParams, rng: np.random.Generator) -> dict:
         params["airlight"] = cfg.airlight
     elif cfg.method == "lowlight":
         params["gamma"] = float(rng.uniform(*cfg.gamma_range))
+    elif cfg.method == "none":
+        pass
     else:  # corruption
         params["corruption"] = cfg.corruptions[int(rng.integers(len(cfg.corruptions)))]
         params["severity"] = cfg.severities[int(rng.integers(len(cfg.severities)))]
@@ -243,6 +245,8 @@ def apply(image: np.ndarray, params: dict, depth: np.ndarray | None = None) -> n
         return lowlight(image, params["gamma"])
     if method == "corruption":
         return corrupt(image, params["corruption"], params["severity"], params["seed"])
+    if method == "none":
+        return image
     raise ValueError(f"unknown degrade method {method!r}; expected one of {', '.join(METHODS)}")
 
 

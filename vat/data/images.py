@@ -32,7 +32,7 @@ def pair_records(a: Manifest, b: Manifest, split: str) -> list[tuple[Record, Rec
     pairs = []
     for r in a.split(split):
         other = by_id.get(r.image_id)
-        if other is None:
+        if other is None or other.path == r.path:  # photographs given degraded: no clean picture
             continue
         if (r.width, r.height) != (other.width, other.height):
             raise DataError(f"{other.path}: size {other.width}x{other.height} differs from {r.path}")

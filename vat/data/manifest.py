@@ -18,9 +18,13 @@ depth_path     string (nullable)               per-pixel depth ``.npy`` (embedde
 boxes          list<struct<cls: int32,         boxes in pixels, x1 y1 x2 y2, class index
                x1, y1, x2, y2: float32,        into the manifest's class list; VOC's
                difficult: bool>>               ``difficult`` flag kept for evaluation
+domain         string                          ``""`` (a clean image, degraded later by the
+                                               pipeline), or for photographs given as they
+                                               are: ``degraded`` (already degraded) or
+                                               ``clean`` (a training image seen clean only)
 =============  ==============================  ==========================================
 
-The class list is stored in the Parquet schema metadata under ``vat.data.classes`` (JSON), so
+The class list is stored in the Parquet schema metadata under ``vat.classes`` (JSON), so
 class indices never travel without their names.
 """
 
@@ -60,8 +64,10 @@ SCHEMA = pa.schema(
         ("label", pa.int32()),
         ("depth_path", pa.string()),
         ("boxes", pa.list_(BOX_TYPE)),
+        ("domain", pa.string()),
     ]
 )
+DOMAINS = ("", "degraded", "clean")
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,7 @@ class Record:
     label: int = -1
     depth_path: str | None = None
     boxes: list[Box] = field(default_factory=list)
+    domain: str = ""  # "": clean, degraded by the pipeline; "degraded" / "clean": given as such
 
 
 @dataclass
@@ -112,6 +119,8 @@ def check(manifest: Manifest, where: str = "manifest") -> None:
         seen.add(r.image_id)
         if r.split not in SPLITS:
             raise DataError(f"{where}: image {r.image_id!r} has unknown split {r.split!r}")
+        if r.domain not in DOMAINS:
+            raise DataError(f"{where}: image {r.image_id!r} has unknown domain {r.domain!r}")
         if not -1 <= r.label < n:
             raise DataError(f"{where}: image {r.image_id!r} has label {r.label} outside 0..{n - 1}")
         for b in r.boxes:
@@ -136,7 +145,8 @@ def to_table(manifest: Manifest) -> pa.Table:
         rows["label"].append(r.label)
         rows["depth_path"].append(r.depth_path)
         rows["boxes"].append([b.__dict__ for b in r.boxes])
-    meta = {b"vat.data.classes": json.dumps(list(manifest.classes)).encode()}
+        rows["domain"].append(r.domain)
+    meta = {b"vat.classes": json.dumps(list(manifest.classes)).encode()}
     return pa.Table.from_pydict(rows, schema=SCHEMA.with_metadata(meta))
 
 
@@ -156,12 +166,12 @@ def read_manifest(path: str | Path) -> Manifest:
     except Exception as e:  # pyarrow raises several types for a damaged file
         raise DataError(f"{path}: not a readable Parquet manifest ({e})") from e
     meta = table.schema.metadata or {}
-    if b"vat.data.classes" not in meta:
-        raise DataError(f"{path}: Parquet file has no vat.data.classes metadata; not a vat manifest")
-    missing = set(SCHEMA.names) - set(table.column_names)
+    if b"vat.classes" not in meta:
+        raise DataError(f"{path}: Parquet file has no vat.classes metadata; not a vat manifest")
+    missing = set(SCHEMA.names) - set(table.column_names) - {"domain"}  # domain: absent in older ones
     if missing:
         raise DataError(f"{path}: manifest lacks columns {sorted(missing)}")
-    classes = json.loads(meta[b"vat.data.classes"])
+    classes = json.loads(meta[b"vat.classes"])
     records = [
         Record(
             image_id=row["image_id"],
@@ -173,6 +183,7 @@ def read_manifest(path: str | Path) -> Manifest:
             label=row["label"],
             depth_path=row["depth_path"],
             boxes=[Box(**b) for b in row["boxes"]],
+            domain=row.get("domain") or "",
         )
         for row in table.to_pylist()
     ]

@@ -16,7 +16,7 @@ import numpy as np
 
 from vat.config import CommonParams
 from vat.data.manifest import SPLITS, Box, Manifest, Record
-from vat.errors import ParamsError
+from vat.errors import DataError, ParamsError
 from vat.io import save_npy, save_png
 from vat.seeding import item_rng
 
@@ -46,10 +46,31 @@ class EmbeddedParams:
 
 
 @dataclass(frozen=True)
+class LabelledSet:
+    """A labelled image set in a dataset format, for scoring (``prepare.folder.val`` / ``test``)."""
+
+    source: Literal["voc", "yolo", "coco", "exdark"]  # its format
+    root: str  # its folder, relative to prepare.root (or absolute)
+    annotations: str | None  # coco: annotation json relative to its root
+    split: Literal["train", "val", "test", "all"]  # which of its images (all: every one)
+
+
+@dataclass(frozen=True)
+class FolderParams:
+    """``prepare.folder``: your own photographs, for ``source: folder``. Only the val and test
+    sets carry labels; the training folders never do (and are never read for any)."""
+
+    degraded: str | None  # folder of degraded photographs (hazy, dark), no labels: VaT's I_LQ
+    clean: str | None  # folder of clean photographs of the same kind of scene, no labels, unpaired: I_HQ
+    val: LabelledSet | None  # labelled degraded photographs to select the checkpoint on; null: none
+    test: LabelledSet | None  # labelled degraded photographs to score on; null: none
+
+
+@dataclass(frozen=True)
 class PrepareParams:
     """``prepare``: where the clean labelled data comes from."""
 
-    source: Literal["embedded", "voc", "yolo", "coco", "exdark", "cifar10"]
+    source: Literal["embedded", "voc", "yolo", "coco", "exdark", "cifar10", "folder"]
     root: str | None  # dataset folder (not used by embedded)
     annotations: str | None  # coco: annotation json, relative to root (optional)
     split_ratios: tuple[float, float, float]  # train/val/test when the dataset defines no split
@@ -57,10 +78,15 @@ class PrepareParams:
     keep_empty: bool  # keep images with no box of a task class
     aliases: dict[str, str]  # extra class-name aliases, e.g. {"van": "car"}
     embedded: EmbeddedParams
+    folder: FolderParams  # source folder: the photograph folders and the labelled sets
 
     def __post_init__(self) -> None:
         if self.source != "embedded" and not self.root:
             raise ValueError(f"prepare.root: source {self.source!r} needs the dataset folder")
+        if self.source == "folder" and not (self.folder.degraded and self.folder.clean):
+            raise ValueError(
+                "prepare.folder: source folder needs the degraded and the clean photograph folders"
+            )
         if any(r < 0 for r in self.split_ratios) or abs(sum(self.split_ratios) - 1) > 1e-6:
             raise ValueError("prepare.split_ratios must be three non-negative numbers summing to 1")
 
@@ -159,12 +185,79 @@ def read_external(common: CommonParams, params: PrepareParams, out: Path, tmp: P
         annotations=params.annotations,
         task_kind="classify" if common.task == "classify" else "detect",
     )
-    # Converted copies were written under the temporary folder; point at their final place.
+    _final_paths(manifest.records, tmp, out)
+    return manifest, {"source": params.source, "read": report.to_dict()}
+
+
+def read_folders(common: CommonParams, params: PrepareParams, out: Path, tmp: Path) -> tuple[Manifest, dict]:
+    """``source: folder``: the degraded and clean photographs (train split, no labels, each
+    image tagged with its domain) and the labelled val and test sets, as one manifest."""
+    from vat.data.readers.common import resolve_under
+
+    root, f = Path(params.root), params.folder
+    records, extra = [], {"source": "folder", "read": {}}
+    for domain in ("degraded", "clean"):
+        part, extra["read"][domain] = _photographs(common, params, domain, tmp)
+        records += part
+    same = resolve_under(root, f.degraded).resolve() == resolve_under(root, f.clean).resolve()
+    extra["warnings"] = ["the degraded and clean folders are the same folder: not unpaired"] if same else []
+    for split in ("val", "test"):
+        if getattr(f, split) is not None:
+            part, extra["read"][split] = _labelled(common, params, split, tmp)
+            records += part
+    _final_paths(records, tmp, out)
+    return Manifest(records, list(common.classes)), extra
+
+
+def _photographs(common: CommonParams, params: PrepareParams, domain: str, tmp: Path) -> tuple[list, dict]:
+    """The training photographs of ``domain`` (degraded or clean): checked, converted where
+    needed, no labels; and what the read found."""
+    from dataclasses import replace
+
+    from vat.data.readers.common import RawItem, ReadContext, build_manifest, find_images, resolve_under
+
+    folder = resolve_under(Path(params.root), getattr(params.folder, domain))
+    if not folder.is_dir():
+        raise DataError(f"{folder}: prepare.folder.{domain}: folder of photographs not found")
+    files = find_images(folder)
+    if not files:
+        raise DataError(f"{folder}: prepare.folder.{domain}: no images in this folder")
+    items = [RawItem(p, split="train", image_id=f"{domain}/{p.relative_to(folder).with_suffix('')}")
+             for p in files]  # fmt: skip
+    ctx = ReadContext(list(common.classes), common.seed, tmp / "images", "folder", on_error=params.on_error)
+    part = build_manifest(items, ctx)
+    report = ctx.report
+    found = {"folder": str(folder), "images": len(part.records), "n_skipped": len(report.skipped),
+             "skipped": report.skipped[:20], "n_converted": len(report.converted)}  # fmt: skip
+    return [replace(r, split="train", domain=domain) for r in part.records], found
+
+
+def _labelled(common: CommonParams, params: PrepareParams, split: str, tmp: Path) -> tuple[list, dict]:
+    """The labelled set ``prepare.folder.<split>`` (degraded photographs with boxes)."""
+    from dataclasses import replace
+
+    from vat.data.readers import read_dataset
+    from vat.data.readers.common import resolve_under
+
+    s: LabelledSet = getattr(params.folder, split)
+    manifest, report = read_dataset(
+        s.source, resolve_under(Path(params.root), s.root), list(common.classes), seed=common.seed,
+        convert_dir=tmp / "images" / split, on_error=params.on_error, keep_empty=True,
+        aliases=params.aliases, annotations=s.annotations,
+    )  # fmt: skip
+    keep = [r for r in manifest.records if s.split == "all" or r.split == s.split]
+    if not keep:
+        raise DataError(f"{s.root}: prepare.folder.{split}: no image in split {s.split!r} (all: every one)")
+    renamed = [replace(r, image_id=f"{split}_{r.image_id}", split=split, domain="degraded") for r in keep]
+    return renamed, report.to_dict()
+
+
+def _final_paths(records: list[Record], tmp: Path, out: Path) -> None:
+    """Converted copies were written under the temporary folder; point at their final place."""
     tmp_prefix, final_prefix = str(tmp / "images"), str(out / "images")
-    for r in manifest.records:
+    for r in records:
         if r.path.startswith(tmp_prefix):
             r.path = final_prefix + r.path[len(tmp_prefix) :]
-    return manifest, {"source": params.source, "read": report.to_dict()}
 
 
 def read_source(
@@ -173,6 +266,8 @@ def read_source(
     """The dataset ``params`` names, read (or generated) into ``tmp`` (final folder ``out``)."""
     if params.source == "embedded":
         return read_embedded(common, params.embedded, out, tmp, track)
+    if params.source == "folder":
+        return read_folders(common, params, out, tmp)
     return read_external(common, params, out, tmp)
 
 
@@ -189,4 +284,8 @@ def counts(manifest: Manifest) -> dict:
             "boxes_per_class": {c: boxes.get(c, 0) for c in manifest.classes} if boxes else {},
             "labels_per_class": {c: labels.get(c, 0) for c in manifest.classes} if labels else {},
         }
-    return {"images": len(manifest.records), "classes": manifest.classes, "splits": per_split}
+    out = {"images": len(manifest.records), "classes": manifest.classes, "splits": per_split}
+    domains = Counter(r.domain for r in manifest.split("train") if r.domain)
+    if domains:  # photographs given as they are: how many of each, and none of them labelled
+        out["train_photographs"] = {d: domains.get(d, 0) for d in ("degraded", "clean")}
+    return out

@@ -26,9 +26,9 @@ def load_vision_model(task: str, models: Path, classes: list[str], device: torch
     ``classifier.pt`` (a small CNN).
     """
     if task != "classify":
-        from vat.models.detectors import FrozenDetector
+        from vat.models.detectors import load_detector
 
-        return FrozenDetector(models / "detector.pt", device=device)
+        return load_detector(models / "detector.pt", device=device)  # ultralytics or YOLOv5
     from vat.models.classifier import TorchClassifier
     from vat.models.clip import CLIPClassifier
 
@@ -37,6 +37,18 @@ def load_vision_model(task: str, models: Path, classes: list[str], device: torch
         return CLIPClassifier(spec["model"], classes, weights=spec["weights"], prompts=spec["prompts"],
                               device=device)  # fmt: skip
     return TorchClassifier.load(models / "classifier.pt", device=device)
+
+
+def scoring_model(task: str, models: Path, classes: list[str], device: torch.device | str = "cpu"):
+    """D for scoring against the task's ground truth: a detector's predictions mapped to the
+    task's classes (:class:`vat.models.classmap.MappedDetector`, by the map train_detector
+    wrote beside it); a classifier as it is (its classes are the task's)."""
+    model = load_vision_model(task, models, classes, device)
+    if task == "classify":
+        return model
+    from vat.models.classmap import MappedDetector, load_class_map
+
+    return MappedDetector(model, load_class_map(models, model.names, classes))
 
 
 @torch.no_grad()

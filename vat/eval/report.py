@@ -56,10 +56,7 @@ def blocks(reports: Path) -> list[tuple]:
     out: list[tuple] = [("h", 1, "VaT run report")]
     if ev is None:
         return out + [("p", "reports/evaluate/metrics.json is missing: run `vat evaluate` first.")]
-    setting = f"{ev['images']} {ev['split']} images, task {ev['task']}"
-    if prep:
-        setting += f"; source {prep.get('source', '?')}"
-    out += [("p", f"Scored on the {setting}. Metric: {ev.get('metric', 'accuracy')}, in %.")]
+    out += [("p", setting(ev, prep, rs, det))]
 
     methods = ev["methods"]
     ours = ours_rows(methods)
@@ -74,6 +71,55 @@ def blocks(reports: Path) -> list[tuple]:
     out += classification(reports)
     out += _facts(reports, det, pl, tr, vat)
     return out
+
+
+def data_phrase(prep: dict | None) -> str:
+    """What the run's images were, from prepare's metrics."""
+    if not prep:
+        return "data of an unknown source"
+    source, s = prep.get("source", "?"), prep.get("splits", {})
+    n = {k: s.get(k, {}).get("images", 0) for k in ("train", "val", "test")}
+    if source == "embedded":
+        return f"embedded road scenes ({n['train']} train, {n['val']} val, {n['test']} test)"
+    if "train_photographs" in prep:
+        t = prep["train_photographs"]
+        return (f"your photographs: {t['degraded']} degraded and {t['clean']} clean training images without "
+                f"labels, {n['val']} val and {n['test']} test labelled degraded ones")  # fmt: skip
+    return f"the {source} dataset ({n['train']} train, {n['val']} val, {n['test']} test images)"
+
+
+def model_phrase(what: str, m: dict | None, key: str) -> str:
+    """R or D: which, and whether given or trained here."""
+    if not m:
+        return f"{what}: unknown"
+    name = m.get(key, "?")
+    return f"{what}: {name}, " + ("trained here" if m.get("trained") else "given (used as is)")
+
+
+def class_map_phrase(det: dict | None) -> str:
+    """Which of D's classes score as which task class."""
+    cm = (det or {}).get("class_map")
+    if not cm:
+        return ""
+    moved = [f"{d} -> {t}" for d, t in cm["mapped"].items() if d != t]
+    text = f"D has {cm['d_classes']} classes; {len(cm['mapped'])} score as task classes"
+    text += f" ({', '.join(moved)})" if moved else ""
+    return text + (
+        f", {cm['dropped']} are dropped (not scored; pseudo-labels keep them)" if cm["dropped"] else ""
+    )
+
+
+def setting(ev: dict, prep: dict | None, rs: dict | None, det: dict | None) -> str:
+    """The run in one paragraph, from its own metrics: profile, data, R, D, what is scored."""
+    profile = (prep or {}).get("profile", "?")
+    parts = [f"Profile `{profile}`, task {ev['task']}; {data_phrase(prep)}.",
+             model_phrase("R", rs, "arch") + ".", model_phrase("D", det, "model") + "."]  # fmt: skip
+    if cm := class_map_phrase(det):
+        parts.append(cm + ".")
+    parts.append(
+        f"Scored on the {ev['images']} {ev['split']} images; metric: {ev.get('metric', 'accuracy')}, in %."
+    )
+    return " ".join(parts)
 
 
 def _table1(reports: Path, methods: dict, ours: dict) -> list[tuple]:
@@ -99,9 +145,8 @@ def _table1(reports: Path, methods: dict, ours: dict) -> list[tuple]:
     )
     out.append(("table", header, rows))
     note = (
-        "Paper columns: VOCh-test and RTTS with YOLOv3 and a retrained AOD-Net (the dagger rows) - "
-        "not comparable with ours (embedded road scenes, our own small YOLO and AOD-Net); they "
-        "show the ordering the paper reports, not a target value."
+        "Paper columns: VOCh-test and RTTS with YOLOv3 and a retrained AOD-Net (the dagger rows), "
+        "the ordering the paper reports, not a target value for another setting."
     )
     out.append(("p", note))
     out.append(("p", _ordering(ours)))
@@ -178,18 +223,17 @@ def _facts(
     out: list[tuple] = []
     out.append(("h", 2, "The run"))
     facts = []
-    if det:
-        facts.append(["D", f"{det.get('model', '?')}, clean test mAP@0.5 {pct(det.get('test_clean_map50'))}"])
+    if det and det.get("test_clean_map50") is not None:
+        facts.append(["D", f"{det.get('model', '?')}, clean test mAP@0.5 {pct(det['test_clean_map50'])}"])
     if pl:
         a, b = pl.get("before_filter", {}), pl.get("after_filter", {})
-        facts.append(
-            [
-                "pseudo-labels",
-                f"{a.get('boxes')} -> {b.get('boxes')} boxes after the NUQ filter, precision "
-                f"{a.get('precision')} -> {b.get('precision')}, "
-                f"recall {a.get('recall')} -> {b.get('recall')}",
-            ]
-        )
+        text = f"{a.get('boxes')} -> {b.get('boxes')} boxes after the NUQ filter"
+        if "precision" in a:
+            text += (f", precision {a['precision']} -> {b['precision']}, "
+                     f"recall {a.get('recall')} -> {b.get('recall')}")  # fmt: skip
+        else:
+            text += f" ({pl.get('quality', 'no quality measured')})"
+        facts.append(["pseudo-labels", text])
     if tr:
         sel = tr["selected"]
         facts.append(

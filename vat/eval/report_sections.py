@@ -242,6 +242,8 @@ def classification(reports: Path) -> list[tuple]:
     and the paper's two claims checked against the numbers."""
     out: list[tuple] = [("h", 2, "Low-light classification, Task 2 (paper Fig. 6, Table 4 Task 2)")]
     ev, s = load_metrics(reports, "classify/evaluate"), load_metrics(reports, "classify")
+    if s is not None and s.get("run") is False:
+        return out + [("p", f"Not run: Task 2 is off ({s.get('why')}).")]
     if ev is None or s is None:
         return out + [("p", "Not run: reports/classify/ is missing (`vat classify`, a `dvc repro` stage).")]
     ours = ours_rows(ev["methods"], tuple(k for k in METHOD_PREFIX if k != "CycleGAN-style unpaired"))

@@ -23,7 +23,7 @@ import torch
 from vat.config import CommonParams
 from vat.data.manifest import Manifest, read_manifest
 from vat.errors import DataError
-from vat.eval.evaluation import load_vision_model
+from vat.eval.evaluation import scoring_model
 from vat.io import load_rgb, save_png, write_json, write_text
 from vat.layout import MANIFEST, TRANSLATOR, Layout
 
@@ -44,6 +44,14 @@ class EvaluateParams:
     def __post_init__(self) -> None:
         if self.niqe_patch is not None and self.niqe_patch < 8:
             raise ValueError("evaluate.niqe_patch must be >= 8 px or null")
+
+
+def has_clean_pairs(layout: Layout, split: str) -> bool:
+    """Whether the split's degraded images have clean pictures to compare with (synthetic
+    degradations do; photographs given degraded, ``source: folder``, do not)."""
+    clean = {r.image_id: r.path for r in read_manifest(layout.clean).split(split)}
+    low = read_manifest(layout.degraded).split(split)
+    return any(r.image_id in clean and clean[r.image_id] != r.path for r in low)
 
 
 def methods(restorer_arch: str, layout: Layout, extras: bool = True, clean: bool = True) -> dict[str, Method]:
@@ -136,7 +144,7 @@ def _scoring(common, params, layout: Layout, device, niqe_from, clean_pairs) -> 
     gt = {r.image_id: r for r in truth.split(params.split)}
     if not gt:
         raise DataError(f"{layout.clean}: split {params.split!r} is empty")
-    model = load_vision_model(common.task, layout.models, truth.classes, dev)
+    model = scoring_model(common.task, layout.models, truth.classes, dev)
     if common.task == "classify":
         niqe, note = None, "classification crops"
     else:
@@ -255,7 +263,7 @@ def _fit_niqe(truth: Manifest, params: EvaluateParams):
 
     if params.niqe_patch is None:
         return None, "evaluate.niqe_patch is null"
-    images = (load_rgb(r.path) for r in truth.split("train"))
+    images = (load_rgb(r.path) for r in truth.split("train") if r.domain != "degraded")
     try:
         return fit_niqe((im for im in images if fits(im, params.niqe_patch)), params.niqe_patch), None
     except ValueError as e:

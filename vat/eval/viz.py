@@ -81,18 +81,36 @@ def draw_detections(image: np.ndarray, det, classes: Sequence[str]) -> np.ndarra
 
 
 def label_strip(image: np.ndarray, text: str) -> np.ndarray:
-    """``image`` with a dark strip underneath holding ``text`` (for labelled crops)."""
+    """``image`` with a dark strip underneath holding ``text`` (for labelled crops): the text
+    shrinks to fit the width, down to a legible size, then wraps onto more lines; never cut."""
     img = _rgb3(image)
     H, W = img.shape[:2]
     scale = float(np.clip(W / 250.0, 0.3, 0.6))
+    while scale > 0.3 and cv2.getTextSize(text, _FONT, scale, 1)[0][0] > W - 4:
+        scale = max(0.3, scale - 0.05)
+    lines = _wrap(text, W - 4, scale)
     (_, th), base = cv2.getTextSize(text, _FONT, scale, 1)
-    strip = np.full((th + base + 4, W, 3), 30, np.uint8)
-    cv2.putText(strip, text, (2, th + 2), _FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    step = th + base + 2
+    strip = np.full((step * len(lines) + 2, W, 3), 30, np.uint8)
+    for i, line in enumerate(lines):
+        cv2.putText(strip, line, (2, th + 2 + i * step), _FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)
     return np.concatenate([img, strip], axis=0)
 
 
+def _wrap(text: str, width: int, scale: float) -> list[str]:
+    """``text`` in lines at most ``width`` px wide at ``scale`` (a longer word alone on its line)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and cv2.getTextSize(f"{lines[-1]} {word}", _FONT, scale, 1)[0][0] <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
 def grid(images: Sequence[np.ndarray], ncols: int, pad: int = 2) -> np.ndarray:
-    """Tile images row by row on a dark background; each is resized to the first's size."""
+    """Tile images row by row on a dark background, each in a cell of the first's size: an
+    image of another size is scaled to fit the cell, keeping its aspect ratio (letterboxed)."""
     if not images:
         raise ValueError("grid: no images")
     ncols = max(1, min(int(ncols), len(images)))
@@ -101,13 +119,25 @@ def grid(images: Sequence[np.ndarray], ncols: int, pad: int = 2) -> np.ndarray:
     nrows = (len(images) + ncols - 1) // ncols
     out = np.full((nrows * h + (nrows + 1) * pad, ncols * w + (ncols + 1) * pad, 3), 24, np.uint8)
     for k, im in enumerate(images):
-        im = _rgb3(im)
-        if im.shape[:2] != (h, w):
-            im = cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA)
+        im = _fit(_rgb3(im), h, w)
         r, c = divmod(k, ncols)
         y, x = pad + r * (h + pad), pad + c * (w + pad)
         out[y : y + h, x : x + w] = im
     return out
+
+
+def _fit(image: np.ndarray, h: int, w: int) -> np.ndarray:
+    """``image`` scaled to fit an ``h`` x ``w`` cell, aspect kept, centred on the background."""
+    ih, iw = image.shape[:2]
+    if (ih, iw) == (h, w):
+        return image
+    r = min(h / ih, w / iw)
+    nh, nw = max(1, round(ih * r)), max(1, round(iw * r))
+    scaled = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if r < 1 else cv2.INTER_LINEAR)
+    cell = np.full((h, w, 3), 24, np.uint8)
+    y, x = (h - nh) // 2, (w - nw) // 2
+    cell[y : y + nh, x : x + nw] = scaled
+    return cell
 
 
 def scatter_plot(

@@ -100,6 +100,8 @@ def write_images(src: Sources, tmp: Path) -> None:
 def roles(clean: Manifest, seed: int, pairing: str) -> dict[str, list[Record]]:
     """The training images VaT sees degraded and those it sees clean."""
     train = clean.split("train")
+    if any(r.domain for r in train):  # photographs given degraded and clean: their folders decide
+        return {d: [r for r in train if r.domain == d] for d in ("degraded", "clean")}
     if pairing == "shared":
         return {"degraded": train, "clean": train}
     order = sorted(train, key=lambda r: item_seed(seed, "pairing", r.image_id))
@@ -130,8 +132,10 @@ def detect(src: Sources, params: PseudolabelParams, tmp: Path, dev, batch: int, 
     task, clean, role, low, rest, models = src.task, src.clean, src.role, src.low, src.rest, src.models
     from vat.eval.evaluation import load_vision_model
     from vat.labels.pseudolabels import BOX_SCHEMA, Candidates, match_truth, merge
+    from vat.models.classmap import load_class_map, map_classes
 
     det = load_vision_model(task, models, clean.classes, dev)
+    cm = load_class_map(models, det.names, clean.classes)  # D's classes -> the task's, to score only
     deg_recs = role["degraded"]
     on_low = _predict(det, [low[r.image_id] for r in deg_recs], params, dev, batch, track, "I_LQ")
     on_rest = _predict(det, [rest[r.image_id] for r in deg_recs], params, dev, batch, track, "I_R")
@@ -162,9 +166,13 @@ def detect(src: Sources, params: PseudolabelParams, tmp: Path, dev, batch: int, 
     rows, truth_rows = [], []
     for r, c, s in zip(deg_recs, merged, _split(deg_scores, merged), strict=True):
         kept = s["epistemic"] <= eps
-        correct = match_truth(c.boxes, c.classes, c.scores, r.boxes)  # report only
         rows += _rows(r.image_id, "degraded", c, s, kept, weights(params, s["epistemic"], eps, kept))
-        truth_rows.append((c, s, kept, correct, len([b for b in r.boxes if not b.difficult])))
+        # report only: boxes of D's classes that map to a task class, against the ground truth
+        task_cls = map_classes(c.classes, cm)
+        scored = task_cls >= 0
+        correct = np.zeros(len(scored), dtype=bool)
+        correct[scored] = match_truth(c.boxes[scored], task_cls[scored], c.scores[scored], r.boxes)
+        truth_rows.append((c, s, kept, correct, len([b for b in r.boxes if not b.difficult]), scored))
     for r, c, s in zip(role["clean"], ref, _split(clean_scores, ref), strict=True):
         kept = np.ones(len(c.scores), dtype=bool)
         rows += _rows(r.image_id, "clean", c, s, kept, weights(params, s["epistemic"], eps, kept))
@@ -235,10 +243,16 @@ def quality(truth_rows) -> dict:
     from sklearn.metrics import roc_auc_score
 
     n_gt = sum(t[4] for t in truth_rows)
-    correct = np.concatenate([t[3] for t in truth_rows]) if truth_rows else np.zeros(0, bool)
-    kept = np.concatenate([t[2] for t in truth_rows]) if truth_rows else np.zeros(0, bool)
-    sources = np.concatenate([t[0].sources for t in truth_rows]) if truth_rows else np.zeros(0, object)
-    scores = {k: np.concatenate([t[1][k] for t in truth_rows]) for k in ("epistemic", "aleatoric", "total")}
+    # only the boxes of D's classes that map to a task class are scored
+    scored = np.concatenate([t[5] for t in truth_rows]) if truth_rows else np.zeros(0, bool)
+    correct = np.concatenate([t[3] for t in truth_rows])[scored] if truth_rows else np.zeros(0, bool)
+    kept = np.concatenate([t[2] for t in truth_rows])[scored] if truth_rows else np.zeros(0, bool)
+    sources = (
+        np.concatenate([t[0].sources for t in truth_rows])[scored] if truth_rows else np.zeros(0, object)
+    )
+    scores = {
+        k: np.concatenate([t[1][k] for t in truth_rows])[scored] for k in ("epistemic", "aleatoric", "total")
+    }
 
     def pr(mask):
         tp = int((correct & mask).sum())
@@ -246,6 +260,10 @@ def quality(truth_rows) -> dict:
                 "recall": round(tp / max(n_gt, 1), 4)}  # fmt: skip
 
     everything = np.ones_like(correct)
+    if n_gt == 0:  # photographs without labels: counts only, nothing to measure against
+        return {"ground_truth_boxes": 0, "before_filter": {"boxes": int(everything.sum())},
+                "after_filter": {"boxes": int(kept.sum())}, "auroc_correct_vs_wrong": {},
+                "quality": "not measured: the training images carry no labels"}  # fmt: skip
     out = {"ground_truth_boxes": int(n_gt), "before_filter": pr(everything), "after_filter": pr(kept),
            "by_source": {s: pr(sources == s) for s in ("degraded", "restored")}}  # fmt: skip
     auroc = {}

@@ -38,6 +38,7 @@ class TrainDetectorParams:
     mosaic: float  # ultralytics mosaic probability
     close_mosaic: int  # last epochs without mosaic
     prompts: list[str]  # clip: zero-shot prompt templates, "{}" = class name
+    class_map: dict[str, str | None]  # D's class name -> task class (null: dropped), over the alias table
 
     def __post_init__(self) -> None:
         if min(self.imgsz, self.epochs, self.batch) < 1 or self.lr0 <= 0:
@@ -48,27 +49,33 @@ def fit_detector(common, params: TrainDetectorParams, clean: Manifest, tmp: Path
     """D for a detection task into ``tmp/detector.pt``: the given weights (converted and checked),
     or a YOLO trained on the clean train split; returns its clean val / test mAP@0.5."""
     from vat.eval.evaluation import detection_map
-    from vat.models.detectors import FrozenDetector, save_detector
+    from vat.models.detectors import load_detector, save_detector
 
     if params.model in ("small_cnn",) or params.model.startswith("clip:"):
         raise ParamsError(
             f"train_detector.model: {params.model!r} is a classifier; task {common.task} detects"
         )
+    from vat.models.classmap import MappedDetector, build_class_map, save_class_map
+
     history: list[dict] = []
     if params.weights:
-        det = FrozenDetector(params.weights, imgsz=params.imgsz)
-        if det.names != list(clean.classes):
-            raise ParamsError(
-                f"train_detector.weights: {params.weights} detects {det.names}; "
-                f"common.classes is {clean.classes}"
-            )
+        det = load_detector(params.weights, imgsz=params.imgsz)  # ultralytics or the original YOLOv5
+    elif not any(r.boxes for r in clean.split("train") if r.domain != "degraded"):
+        raise ParamsError(
+            "train_detector: no labelled clean training images to train D on (source folder has none): "
+            "set train_detector.weights to your trained detector"
+        )
     else:
         det, history = train_yolo(common, params, clean, dev, track)
+    cm = build_class_map(det.names, list(clean.classes), params.class_map)
     save_detector(det, tmp / "detector.pt", imgsz=params.imgsz)
-    det = FrozenDetector(tmp / "detector.pt", device=dev)
+    save_class_map(cm, tmp)
+    det = MappedDetector(load_detector(tmp / "detector.pt", device=dev), cm)
     metrics: dict = {"model": params.model, "trained": not params.weights, "imgsz": params.imgsz}
+    metrics["family"] = type(det.detector).__name__  # YOLOv5Detector (the original) or FrozenDetector
+    metrics["class_map"] = {"d_classes": len(cm.d_names), "mapped": cm.mapped, "dropped": len(cm.dropped)}
     for split in ("val", "test"):
-        recs = clean.split(split)
+        recs = [r for r in clean.split(split) if r.domain != "degraded"]  # clean images only
         if recs:
             r = detection_map(det, recs, recs, clean.classes, device=dev)
             metrics[f"{split}_clean_map50"] = round(r.map, 4)

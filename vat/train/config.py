@@ -38,7 +38,9 @@ class TrainParams:
     fold_lambda: bool  # released code: lam = max(lam, 1 - lam)
     gate_flow: bool  # released code: also L_h(I_mix) straight into D
     clean_weights: bool  # weight the clean term's boxes by their uncertainty too
-    select: Literal["val", "last"]  # checkpoint: best val mAP@0.5 (val split labels), or the last epoch
+    select: Literal[
+        "val", "last", "auto"
+    ]  # best val mAP@0.5 (val labels only), the last epoch, auto: val if any
     val_every: int  # epochs between validations
     checkpoint_every: int  # steps between resume checkpoints (also at every epoch end)
     log_every: int  # steps between logged loss points

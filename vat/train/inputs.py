@@ -38,7 +38,8 @@ class Inputs:
 
     task: str
     classes: list[str]
-    detector: object  # the frozen D
+    detector: object  # the frozen D, in its own class space (the loss)
+    scorer: object  # D speaking the task's classes (validation, sample pictures)
     data: object  # vat.train.data.TrainingData
     spe: int  # steps per epoch
     val: list  # (degraded, restored, truth) records of the val split; empty with select: last
@@ -57,6 +58,11 @@ def load_inputs(task: str, batch: int, select: str, layout: Layout, dev: torch.d
             raise DataError(f"{p}: missing; run `vat pseudolabel` first")
     clean = read_manifest(layout.clean)
     detector = load_vision_model(task, layout.models, clean.classes, dev)
+    scorer = detector
+    if task != "classify":
+        from vat.models.classmap import MappedDetector, load_class_map
+
+        scorer = MappedDetector(detector, load_class_map(layout.models, detector.names, clean.classes))
     paths = (pl, layout.clean, layout.degraded, layout.restored)
     if task == "classify":
         data = load_classification_data(*paths)
@@ -69,7 +75,8 @@ def load_inputs(task: str, batch: int, select: str, layout: Layout, dev: torch.d
             f"fewer than train.batch={batch}"
         )
     truth = {r.image_id: r for r in clean.split("val")}
-    val = translation_triples(truth, layout.degraded, layout.restored, "val") if select == "val" else []
+    use_val = select == "val" or (select == "auto" and truth)
+    val = translation_triples(truth, layout.degraded, layout.restored, "val") if use_val else []
     if select == "val" and not val:
         raise DataError(f"{layout.clean}: no val split to select a checkpoint on; set train.select: last")
-    return Inputs(task, clean.classes, detector, data, spe, val)
+    return Inputs(task, clean.classes, detector, scorer, data, spe, val)

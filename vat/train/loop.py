@@ -240,7 +240,7 @@ class _Fit:
         ep, p, ins = done // self.spe, self.run.params, self.run.inputs
         if ins.val and (ep % p.val_every == 0 or ep == self.epochs) and dist.is_main():
             model = self.obj.modules()["model"]
-            score = validate(model, ins.detector, ins.val, ins.classes, self.run.device, self.obj.bf16_val)
+            score = validate(model, ins.scorer, ins.val, ins.classes, self.run.device, self.obj.bf16_val)
             self.vals.append({"epoch": ep, "step": done, self.key: score})
             _log_val(self.live, done, self.key, score)
             if self.best is None or score > self.best[self.key]:
@@ -290,7 +290,7 @@ class _Fit:
             self.live.end()
         if ins.val:
             inference.load_state_dict(self.best_state if chosen == "val" else last_state)
-            samples(inference.to(run.device), ins.detector, ins.val[:4], ins.classes, run.device,
+            samples(inference.to(run.device), ins.scorer, ins.val[:4], ins.classes, run.device,
                     run.reports / "samples.png", self.obj.title)  # fmt: skip
         shutil.rmtree(run.resume, ignore_errors=True)
         return metrics

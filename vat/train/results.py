@@ -73,7 +73,7 @@ def samples(model, detector, pairs, classes, dev, path: Path, title: str = "VaT"
     """One row per val image: degraded, restored, the gate map w and ``model``'s output with
     D's boxes (or D's class), labelled with ``title``."""
     from vat.data.images import to_image
-    from vat.eval.viz import draw_detections, label_strip
+    from vat.eval.viz import draw_detections, grid, label_strip
     from vat.io import load_rgb
     from vat.models.classifier import FrozenClassifier
     from vat.models.translate import translate_pairs
@@ -95,6 +95,5 @@ def samples(model, detector, pairs, classes, dev, path: Path, title: str = "VaT"
                 label_strip(out, f"{title}: D says {classes[labels[i]]}") if classify else
                 label_strip(draw_detections(out, dets[i], classes), f"{title} T_A(I_F), D's boxes"),
             ])  # fmt: skip
-    if tiles:
-        rows = [np.concatenate(t, axis=1) for t in tiles]
-        save_png(np.concatenate(rows, axis=0), path)
+    if tiles:  # images of other sizes are letterboxed into the first one's cell
+        save_png(grid([t for row in tiles for t in row], ncols=4), path)

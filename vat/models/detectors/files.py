@@ -70,8 +70,18 @@ def build_yolo(yaml: str | Path | dict, nc: int | None, names: Sequence[str] | N
 def save_detector(det: FrozenDetector | DetectionModel, path: str | Path, imgsz: int | None = None) -> None:
     """Write ``det`` in our weights-only format (atomic); :class:`FrozenDetector` reads it back.
 
+    A :class:`~vat.models.detectors.yolov5.YOLOv5Detector` (or its network) is written as
+    ``{"arch": "yolov5", ...}`` by :func:`~vat.models.detectors.yolov5_files.save_yolov5`.
     ``FrozenDetector`` is imported here, not at the top: it imports this module."""
     from vat.models.detectors.ultralytics import FrozenDetector
+    from vat.models.detectors.yolov5 import YOLOv5Detector
+    from vat.models.detectors.yolov5_net import YOLOv5Model
+
+    if isinstance(det, (YOLOv5Detector, YOLOv5Model)):
+        from vat.models.detectors.yolov5_files import save_yolov5
+
+        save_yolov5(det, path, imgsz)
+        return
 
     model = det.model if isinstance(det, FrozenDetector) else det
     if imgsz is None:

@@ -26,7 +26,7 @@ class Detections:
     boxes: Tensor  # (N, 4) pixel x1 y1 x2 y2 in the input image frame
     scores: Tensor  # (N,) confidence in [0, 1]
     classes: Tensor  # (N,) int64 class index
-    features: Tensor  # (N, F) class-branch penultimate activation at the box's anchor (pre-NMS)
+    features: Tensor  # (N, F) the head's input feature at the box's anchor, taken before NMS (per family)
     anchors: Tensor | None = None  # (N,) int64 index of that anchor in the head's flattened order
 
     def __len__(self) -> int:

@@ -77,7 +77,9 @@ def quality(degraded: Manifest, restored, clean_path: Path) -> dict:
     low = {r.image_id: r for r in degraded.records}
     result = {}
     for split in SPLITS:
-        rows = [r for r in restored if r.split == split and r.image_id in clean]
+        # only where a clean picture exists (photographs given degraded have none)
+        rows = [r for r in restored if r.split == split and r.image_id in clean
+                and clean[r.image_id].path != low[r.image_id].path]  # fmt: skip
         if not rows:
             continue
         vals: dict[str, list[float]] = {

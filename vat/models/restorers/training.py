@@ -59,7 +59,8 @@ def train_restorer(seed: int, params: TrainRestorerParams, clean, degraded, dev,
     val_pairs = pair_records(degraded, clean, "val")
     if not train_pairs:
         raise ParamsError(
-            "train_restorer: no (degraded, clean) training pairs; run degrade on the train split"
+            "train_restorer: no (degraded, clean) training pairs to train on (photographs given degraded "
+            "have none): set train_restorer.weights, or arch dcp | identity | folder"
         )
     if params.arch == "aodnet":
         net = AODNet().init_weights(gen)
