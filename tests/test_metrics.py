@@ -449,3 +449,30 @@ def test_roc_per_class_perfect_reversed_and_undefined():
     assert roc[0][0][0] == 0 and roc[0][1][-1] == 1  # curve from (0, 0) to (1, 1)
     assert math.isnan(roc[2][2])  # class 2 never occurs
     assert roc_per_class(1 - probs[:, :2], labels)[0][2] == 0.0
+
+
+def test_gate_stats_correlate_w_with_where_the_degraded_image_is_closer():
+    from vat.eval.metrics import GateStats
+
+    rng = np.random.default_rng(0)
+    clean = rng.uniform(0, 255, (8, 8, 3))
+    lq, restored = clean.copy(), clean.copy()
+    lq[:, :4] += 50  # left half: the restoration is better ...
+    restored[:, 4:] += 50  # ... right half: the degraded image is closer
+    closer = np.zeros((8, 8))
+    closer[:, 4:] = 1
+    g = GateStats()
+    g.add(0.2 + 0.6 * closer, lq, restored, clean)  # a gate that takes I_LQ where it is closer
+    r = g.result()
+    assert r["degraded_closer"] == 0.5 and r["gate_mean"] == 0.5
+    assert r["gate_corr"] == pytest.approx(1.0, abs=1e-6) and r["gate_sd"] == pytest.approx(0.3, abs=1e-6)
+    # the same pixels in two calls pool to the same result; the opposite gate correlates -1
+    g2, g3 = GateStats(), GateStats()
+    for half in (slice(0, 4), slice(4, 8)):
+        g2.add((0.2 + 0.6 * closer)[half], lq[half], restored[half], clean[half])
+        g3.add((0.8 - 0.6 * closer)[half], lq[half], restored[half], clean[half])
+    assert g2.result() == r
+    assert g3.result()["gate_corr"] == pytest.approx(-1.0, abs=1e-6)
+    flat = GateStats()
+    flat.add(np.full((8, 8), 0.018), lq, restored, clean)
+    assert flat.result()["gate_corr"] is None  # a constant gate has no correlation

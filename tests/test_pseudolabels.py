@@ -53,3 +53,27 @@ def test_box_schema_round_trips():
     row |= {"image_id": "a", "domain": "degraded", "source": "restored", "cls": 1, "kept": True}
     t = pa.Table.from_pylist([row], schema=BOX_SCHEMA)
     assert t.to_pylist()[0]["source"] == "restored" and t.schema == BOX_SCHEMA
+
+
+def _rule_params(**kw):
+    from vat.labels.rules import PseudolabelParams
+
+    base = dict(pairing="disjoint", conf=0.25, nms_iou=0.7, merge_iou=0.5, k=2, bandwidth="median",
+                metric="cosine", nuq_mode="classification", epsilon_quantile=0.8, epsilon_of="query",
+                weight_range=(0.5, 1.0))  # fmt: skip
+    return PseudolabelParams(**(base | kw))
+
+
+def test_clean_labels_are_algorithm_1s_unless_filtered():
+    from vat.labels.rules import clean_weights, weights
+
+    u = np.array([0.1, 0.3, 0.5, 0.9], np.float32)
+    kept, w = clean_weights(_rule_params(), u, 0.5)
+    assert kept.all()  # Y_HQ: every box, the one above epsilon too, at the weight at epsilon
+    np.testing.assert_allclose(w, [1.0, 0.75, 0.5, 0.5], rtol=1e-6)
+    kept, w = clean_weights(_rule_params(clean_filter=True), u, 0.5)
+    assert kept.tolist() == [True, True, True, False]  # the box at epsilon is kept, as Y_LQ's rule
+    np.testing.assert_allclose(w, [1.0, 0.75, 0.5, 0.0], rtol=1e-6)
+    # the degraded rule: kept exactly where u <= epsilon, and weight 0 exactly where not kept
+    deg = weights(_rule_params(), u, 0.5, u <= 0.5)
+    assert ((deg > 0) == (u <= 0.5)).all()

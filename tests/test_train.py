@@ -62,7 +62,8 @@ def _data(base):
 
 
 PARAMS = TrainParams(
-    translator="vat-w4", identity_init=False, epochs=2, batch=2, crop=32, lr=1e-3, weight_decay=1e-4,
+    translator="vat-w4", identity_init=False, gate_init=0.018, gate_lr=1.0, epochs=2, batch=2, crop=32,
+    lr=1e-3, weight_decay=1e-4,
     schedule="cosine", restart_steps=3, min_lr=1e-6, cycle_weight=1.0, mle_weight=1.0, use_cycle=True,
     use_mle=True, use_gate=True, mixup="uncertainty", alpha=0.5, fold_lambda=False, gate_flow=False,
     clean_weights=False, select="val", val_every=1, checkpoint_every=1, log_every=1,
@@ -615,3 +616,25 @@ def test_real_sets_are_checked():
         RealSet(source="voc", root=None, annotations=None, split="all", degrade=None)
     with pytest.raises(ValueError, match="and degrade: null"):
         RealSet(source="voc", root="x", annotations=None, split="all", degrade="haze")
+
+
+def test_gate_has_its_own_learning_rate():
+    from vat.models.translator import create_translator
+    from vat.train.results import optimizer_groups
+
+    model = create_translator("vat-w4", seed=0)
+    n_gate = len(list(model.gate.parameters()))
+    one = optimizer_groups(model, 1e-3, 1.0)
+    assert len(one) == 1 and len(one[0]["params"]) == len(list(model.parameters()))
+    rest, gate = optimizer_groups(model, 1e-3, 20.0)
+    assert len(gate["params"]) == n_gate and gate["lr"] == pytest.approx(2e-2)
+    assert len(rest["params"]) + n_gate == len(list(model.parameters())) and rest["lr"] == 1e-3
+    # one AdamW step with equal gradients moves G's parameters 20x as far as T_A's
+    opt = torch.optim.AdamW([rest, gate], lr=1e-3, weight_decay=0.0)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    opt.step()
+    step = {n: float((p.detach() - before[n]).abs().max()) for n, p in model.named_parameters()}
+    assert step["gate.to_weight.bias"] == pytest.approx(2e-2, rel=1e-3)
+    assert step["t_a.output.weight"] == pytest.approx(1e-3, rel=1e-3)

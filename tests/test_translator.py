@@ -89,10 +89,14 @@ def test_every_parameter_gets_a_gradient(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_gate_in_unit_interval_and_blends(name):
     model = model_for(name)
-    # push logits far apart so the sigmoid visits both ends
-    with torch.no_grad():
-        model.gate.to_weight.weight.mul_(50.0)
+    # push logits far apart around their median, so the sigmoid visits both ends
     i_lq, i_r = images(2, 9, 11)
+    g = model.gate
+    with torch.no_grad():
+        g.to_weight.weight.mul_(50.0)
+        g.to_weight.bias.zero_()
+        logits = g.to_weight(g.blocks(g.embed(torch.cat([i_r, i_lq], 1))))
+        g.to_weight.bias.fill_(-float(logits.median()))
     with torch.no_grad():
         fused, w = model.fuse(i_lq, i_r)
     assert w.shape == (2, 1, 9, 11) and w.dtype == torch.float32
@@ -311,3 +315,21 @@ def test_gate_sees_restored_then_degraded():
             model.gate.blocks(F.conv2d(x, model.gate.embed.weight, model.gate.embed.bias, padding=1))
         )
     torch.testing.assert_close(w, torch.sigmoid(logit), rtol=0, atol=0)
+
+
+def test_gate_init_and_t_a_independent_of_the_gate():
+    from vat.models.translator import create_translator
+
+    i_lq, i_r = images(1, 8, 8)
+    for p in (0.018, 0.5):
+        model = create_translator("vat-w4", identity_init=True, gate_init=p, seed=3)
+        _, w = model.fuse(i_lq, i_r)
+        torch.testing.assert_close(w, torch.full_like(w, p), rtol=1e-6, atol=0)
+    # Table 4's no_gate row starts T_A where the gated one does (each part draws from its own generator)
+    gated = create_translator("vat-w4", use_gate=True, seed=3).t_a.state_dict()
+    plain = create_translator("vat-w4", use_gate=False, seed=3).t_a.state_dict()
+    assert all(torch.equal(gated[k], plain[k]) for k in gated)
+    other = create_translator("vat-w4", use_gate=True, seed=4).t_a.state_dict()
+    assert not all(torch.equal(gated[k], other[k]) for k in gated)
+    with pytest.raises(ParamsError, match="gate_init"):
+        create_translator("vat-w4", gate_init=1.0)

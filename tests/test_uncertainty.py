@@ -234,11 +234,15 @@ def test_epsilon_from_quantile_both_ways() -> None:
 
 def test_loss_weights_paper_and_release_variants() -> None:
     u = torch.tensor([0.0, 1.0, 2.0, 3.0, 4.0])
-    w = loss_weights(u, eps=4.0)
-    torch.testing.assert_close(w, torch.tensor([1.0, 0.875, 0.75, 0.625, 0.0]))
-    w_inc = loss_weights(u, eps=4.0, increasing=True)
-    torch.testing.assert_close(w_inc, torch.tensor([0.5, 0.625, 0.75, 0.875, 0.0]))
-    assert (w_inc[:4] < 1.0).all() and (w_inc[:4] >= 0.5).all()
+    # epsilon is inclusive: the box at 3.0 is kept (weight lo), the one above it dropped
+    w = loss_weights(u, eps=3.0)
+    torch.testing.assert_close(w, torch.tensor([1.0, 5 / 6, 2 / 3, 0.5, 0.0]))
+    w_inc = loss_weights(u, eps=3.0, increasing=True)
+    torch.testing.assert_close(w_inc, torch.tensor([0.5, 2 / 3, 5 / 6, 1.0, 0.0]))
+    # drop=False (Y_HQ): nothing dropped, a box beyond epsilon gets the weight at epsilon
+    torch.testing.assert_close(
+        loss_weights(u, eps=3.0, drop=False), torch.tensor([1.0, 5 / 6, 2 / 3, 0.5, 0.5])
+    )
     # no threshold: the batch's own range, nothing dropped
     torch.testing.assert_close(loss_weights(u), torch.tensor([1.0, 0.875, 0.75, 0.625, 0.5]))
     torch.testing.assert_close(loss_weights(torch.ones(3)), torch.ones(3))

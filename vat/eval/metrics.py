@@ -344,3 +344,37 @@ def roc_per_class(probs: np.ndarray, labels: np.ndarray) -> dict[int, tuple[np.n
         fpr, tpr, _ = roc_curve(positive, probs[:, k])
         out[k] = (fpr, tpr, float(auc(fpr, tpr)))
     return out
+
+
+class GateStats:
+    """Where the gate looks (Fig. 7): the mean and spread of w over every test pixel, and the
+    Pearson correlation of w with the mask "the degraded image is closer to the clean one than
+    the restored is", ``|I_LQ - I_HQ| < |I_R - I_HQ|`` (per pixel, mean over channels). The
+    paper's claim, that G takes I_LQ where the restoration failed, means a positive correlation.
+    Sums are pooled over images in float64, so the result does not depend on how they are
+    grouped."""
+
+    def __init__(self) -> None:
+        self._s = np.zeros(6)  # n, sum w, sum w^2, sum m, sum m^2, sum w m
+
+    def add(self, w: np.ndarray, lq: np.ndarray, restored: np.ndarray, clean: np.ndarray) -> None:
+        """``w`` (H, W) in [0, 1]; the images (H, W, 3), any one dtype and range."""
+        lq, restored, clean = (np.asarray(a, np.float64) for a in (lq, restored, clean))
+        m = (np.abs(lq - clean).mean(-1) < np.abs(restored - clean).mean(-1)).astype(np.float64).ravel()
+        w = np.asarray(w, np.float64).ravel()
+        if w.shape != m.shape:
+            raise ValueError(f"gate map has {w.size} pixels, the images {m.size}")
+        self._s += (w.size, w.sum(), (w * w).sum(), m.sum(), (m * m).sum(), (w * m).sum())
+
+    def result(self) -> dict[str, float | None]:
+        n, sw, sww, sm, smm, swm = self._s
+        if n == 0:
+            return {"gate_mean": None, "gate_sd": None, "gate_corr": None, "degraded_closer": None}
+        var_w, var_m = sww / n - (sw / n) ** 2, smm / n - (sm / n) ** 2
+        cov = swm / n - (sw / n) * (sm / n)
+        # a constant has no correlation (its variance is float64 rounding of E[w^2] - E[w]^2)
+        constant = var_w <= 1e-12 * max(sww / n, 1e-300) or var_m <= 1e-12 * max(smm / n, 1e-300)
+        corr = None if constant else cov / np.sqrt(var_w * var_m)
+        return {"gate_mean": round(sw / n, 4), "gate_sd": round(float(np.sqrt(max(var_w, 0.0))), 4),
+                "gate_corr": None if corr is None else round(float(corr), 4),
+                "degraded_closer": round(sm / n, 4)}  # fmt: skip

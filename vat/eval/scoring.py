@@ -281,7 +281,7 @@ def _score_translator(ctx: _Scoring, spec: tuple[Path, Path]) -> dict:
     """D on T_A(G(I_R, I_LQ)) for the scored split's degraded images and their restorations."""
     from vat.data.images import to_image
     from vat.eval.evaluation import translated_classifications, translated_detections, translation_triples
-    from vat.eval.metrics import evaluate_detections, psnr, ssim
+    from vat.eval.metrics import GateStats, evaluate_detections, psnr, ssim
     from vat.models.translator import load_translator
 
     translator_path, restored_path = spec
@@ -294,6 +294,7 @@ def _score_translator(ctx: _Scoring, spec: tuple[Path, Path]) -> dict:
         return out | {"translator": str(translator_path), "epoch": meta.get("epoch")}
     keys = ("psnr", "ssim", "gate_mean") if clean_pairs else ("gate_mean",)
     quality: dict[str, list[float]] = {k: [] for k in keys}
+    gate = GateStats()  # with clean pairs: where the gate looks (Fig. 7)
 
     def measure(triple, res, i) -> None:  # image quality of what D sees, against the clean picture
         out_img = to_image(res["out"][i].cpu())
@@ -301,6 +302,9 @@ def _score_translator(ctx: _Scoring, spec: tuple[Path, Path]) -> dict:
             clean_img = load_rgb(triple[2].path)
             quality["psnr"].append(min(psnr(out_img, clean_img, data_range=255), 100.0))
             quality["ssim"].append(ssim(out_img, clean_img, data_range=255))
+            h, w = clean_img.shape[:2]
+            gate.add(res["gate"][i, 0, :h, :w].float().cpu().numpy(), load_rgb(triple[0].path),
+                     load_rgb(triple[1].path), clean_img)  # fmt: skip
         quality["gate_mean"].append(float(res["gate"][i].mean()))
         if niqe is not None and niqe.fits(out_img):
             quality.setdefault("niqe", []).append(niqe.score(out_img))
@@ -309,6 +313,8 @@ def _score_translator(ctx: _Scoring, spec: tuple[Path, Path]) -> dict:
     r = evaluate_detections(truth_boxes, dets, ctx.truth.classes, 0.5, ctx.params.interpolation)
     out = {"map50": round(r.map, 4), "ap50": {k: round(v, 4) for k, v in r.ap.items()}, "n_gt": r.n_gt}
     out |= {k: round(float(np.mean(v)), 4) for k, v in quality.items()}
+    if clean_pairs:
+        out |= gate.result()
     return out | {"translator": str(translator_path), "epoch": meta.get("epoch")}
 
 

@@ -10,9 +10,12 @@ the paper); ``pairing: shared`` uses every training image in both roles, as the 
 VOCh does. For each degraded image: D on I_LQ and on R(I_LQ), merged by class-wise NMS
 keeping the most confident box (its source recorded). NUQ (:mod:`vat.labels.uncertainty`)
 scores every box against a reference set of D's predictions on the clean images; boxes
-whose epistemic uncertainty exceeds epsilon (a quantile rule, :func:`epsilon`) are
-dropped, and a kept box's loss weight falls from ``hi`` (most certain) to ``lo`` (at
-epsilon) (:func:`weights`). D on the clean images gives Y_HQ with its own uncertainty.
+whose epistemic uncertainty exceeds epsilon (a quantile rule, :func:`epsilon`; a box at
+epsilon is kept) are dropped, and a kept box's loss weight falls from ``hi`` (most
+certain) to ``lo`` (at epsilon) (:func:`weights`). D on the clean images gives Y_HQ as
+Algorithm 1 uses it: every box kept (``clean_filter: true`` filters them as Y_LQ is); its
+uncertainty U_HQ (the mix term's weights, Eq. 7) is scored leave-one-out, since each
+clean box is itself in the reference set.
 Ground truth is read only to report pseudo-label quality (:func:`quality`), never to
 choose a label.
 """
@@ -51,6 +54,7 @@ class PseudolabelParams:
     epsilon_quantile: float  # epsilon = this quantile of the epistemic scores named by epsilon_of
     epsilon_of: Literal["query", "reference"]  # query: the degraded boxes; reference: the clean boxes
     weight_range: tuple[float, float]  # loss weight of the most / least certain kept box maps into [lo, hi]
+    clean_filter: bool = False  # also drop clean boxes above epsilon (Algorithm 1 keeps every Y_HQ box)
 
     def __post_init__(self) -> None:
         if not 0 < self.epsilon_quantile <= 1:
@@ -160,7 +164,7 @@ def detect(src: Sources, params: PseudolabelParams, tmp: Path, dev, batch: int, 
         torch.from_numpy(ref_cls if params.nuq_mode == "classification" else ref_conf),
     )
     deg_scores = _score(nuq, merged)
-    clean_scores = _score(nuq, ref)
+    clean_scores = _as_numpy(nuq.predict_loo())  # the clean boxes are the reference set: leave-one-out
     eps = epsilon(params, deg_scores["epistemic"], clean_scores["epistemic"])
 
     rows, truth_rows = [], []
@@ -173,11 +177,14 @@ def detect(src: Sources, params: PseudolabelParams, tmp: Path, dev, batch: int, 
         correct = np.zeros(len(scored), dtype=bool)
         correct[scored] = match_truth(c.boxes[scored], task_cls[scored], c.scores[scored], r.boxes)
         truth_rows.append((c, s, kept, correct, len([b for b in r.boxes if not b.difficult]), scored))
+    clean_kept = clean_scores["epistemic"] <= eps
     for r, c, s in zip(role["clean"], ref, _split(clean_scores, ref), strict=True):
-        kept = np.ones(len(c.scores), dtype=bool)
-        rows += _rows(r.image_id, "clean", c, s, kept, weights(params, s["epistemic"], eps, kept))
+        kept, w = clean_weights(params, s["epistemic"], eps)
+        rows += _rows(r.image_id, "clean", c, s, kept, w)
     _write(rows, None, "boxes.parquet", tmp, schema=BOX_SCHEMA)
-    return {"task": task, "epsilon": float(eps), "boxes": len(rows)} | quality(truth_rows)
+    clean = {"boxes": int(len(clean_kept)), "at_or_below_epsilon": int(clean_kept.sum()),
+             "filtered": bool(params.clean_filter)}  # fmt: skip
+    return {"task": task, "epsilon": float(eps), "boxes": len(rows), "clean": clean} | quality(truth_rows)
 
 
 def _nuq(params, dev):
@@ -190,7 +197,10 @@ def _score(nuq, cands) -> dict[str, np.ndarray]:
     feats = np.concatenate([c.features for c in cands]) if cands else np.zeros((0, 1), np.float32)
     if len(feats) == 0:
         return {k: np.zeros(0, np.float32) for k in ("aleatoric", "epistemic", "total")}
-    res = nuq.predict(torch.from_numpy(feats))
+    return _as_numpy(nuq.predict(torch.from_numpy(feats)))
+
+
+def _as_numpy(res) -> dict[str, np.ndarray]:
     return {
         k: getattr(res, k).detach().cpu().numpy().astype(np.float32)
         for k in ("aleatoric", "epistemic", "total")
@@ -220,11 +230,18 @@ def weights(params, epistemic: np.ndarray, eps: float, kept: np.ndarray) -> np.n
 
     lo, hi = params.weight_range
     w = (
-        loss_weights(torch.from_numpy(epistemic), lo=lo, hi=hi, eps=eps).numpy()
+        loss_weights(torch.from_numpy(epistemic), lo=lo, hi=hi, eps=eps, drop=False).numpy()
         if len(epistemic)
         else epistemic
     )
     return np.where(kept, w, 0.0).astype(np.float32)
+
+
+def clean_weights(params, epistemic: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, weight) of Y_HQ: every box kept with its U_HQ weight (boxes beyond epsilon at ``lo``),
+    unless ``clean_filter`` applies the degraded boxes' rule."""
+    kept = epistemic <= eps if params.clean_filter else np.ones(len(epistemic), dtype=bool)
+    return kept, weights(params, epistemic, eps, kept)
 
 
 def _rows(image_id, domain, c, s, kept, weight) -> list[dict]:
@@ -301,24 +318,18 @@ def classify(src: Sources, params: PseudolabelParams, tmp: Path, dev, batch: int
     feats = np.where(use_rest[:, None], f_rest, f_low)
     target = p_clean.argmax(1) if params.nuq_mode == "classification" else p_clean.max(1)
     nuq = _nuq(params, dev).fit(torch.from_numpy(f_clean), torch.from_numpy(target))
-    res_deg, res_clean = nuq.predict(torch.from_numpy(feats)), nuq.predict(torch.from_numpy(f_clean))
+    res_deg, res_clean = nuq.predict(torch.from_numpy(feats)), nuq.predict_loo()  # clean: leave-one-out
     deg_ep, clean_ep = res_deg.epistemic.cpu().numpy(), res_clean.epistemic.cpu().numpy()
     eps = epsilon(params, deg_ep, clean_ep)
     kept = deg_ep <= eps
+    clean_kept, clean_w = clean_weights(params, clean_ep.astype(np.float32), eps)
     rows = []
-    for domain, recs, pr, res, k, src in (
-        ("degraded", deg, probs, res_deg, kept, np.where(use_rest, "restored", "degraded")),
-        (
-            "clean",
-            role["clean"],
-            p_clean,
-            res_clean,
-            np.ones(len(p_clean), bool),
-            np.array(["clean"] * len(p_clean)),
-        ),
+    deg_w = weights(params, deg_ep.astype(np.float32), eps, kept)
+    for domain, recs, pr, res, k, w, src in (
+        ("degraded", deg, probs, res_deg, kept, deg_w, np.where(use_rest, "restored", "degraded")),
+        ("clean", role["clean"], p_clean, res_clean, clean_kept, clean_w, np.array(["clean"] * len(p_clean))),
     ):
         ep = res.epistemic.cpu().numpy()
-        w = weights(params, ep.astype(np.float32), eps, k)
         for i, r in enumerate(recs):
             rows.append({"image_id": r.image_id, "domain": domain, "source": str(src[i]),
                          "probs": pr[i].astype(np.float32).tolist(), "label": int(pr[i].argmax()),

@@ -338,12 +338,17 @@ def loss_weights(
     *,
     floor: float | None = None,
     increasing: bool = False,
+    drop: bool = True,
 ) -> Tensor:
     """Per-box loss weights from an uncertainty score, mapped linearly into [lo, hi].
 
     t = clamp((u - floor) / (eps - floor), 0, 1), with floor = min(u) and eps = max(u)
-    unless given. Boxes with u >= eps (when eps is given) are dropped: weight 0, and the
-    caller should remove them (the filter keeps U < epsilon).
+    unless given. Boxes with u > eps (when eps is given) are dropped: weight 0, and the
+    caller should remove them. The rule is inclusive, as the filter's (it keeps U <= epsilon;
+    the paper writes U < epsilon, which differs only for a box exactly at the threshold, and
+    epsilon is a quantile of the scores, so such a box exists: the inclusive rule keeps it,
+    at weight ``lo`` or ``hi``). ``drop=False`` keeps every box: those beyond epsilon get the
+    weight at epsilon (Y_HQ's U_HQ weights, which Algorithm 1 does not filter).
 
     - default (the paper: low uncertainty -> trusted more): weight = hi - (hi - lo) t,
       from hi for the most certain box down towards lo at the threshold;
@@ -363,6 +368,6 @@ def loss_weights(
     span = top - f
     t = ((u - f) / span).clamp(0.0, 1.0) if span > 0 else torch.zeros_like(u)
     w = lo + (hi - lo) * t if increasing else hi - (hi - lo) * t
-    if eps is not None:
-        w = torch.where(u >= eps, torch.zeros_like(w), w)
+    if eps is not None and drop:
+        w = torch.where(u > eps, torch.zeros_like(w), w)
     return w

@@ -118,7 +118,8 @@ class TranslatorConfig:
     gate_blocks: int = 1  # transformer blocks inside G (width channels, heads[0] heads)
     use_gate: bool = True  # False: Table 4 "no gated fusion" ablation, I_F = I_R and G is not built
     checkpoint: bool = False  # activation checkpointing of every transformer block; same results, less memory
-    identity_init: bool = False  # start as the restorer: T_A, T_B the identity, gate w = 0.018 (mostly I_R)
+    identity_init: bool = False  # start as the restorer: T_A, T_B the identity, gate w = gate_init everywhere
+    gate_init: float = 0.018  # identity_init: G's starting w, sigmoid(-4) (mostly I_R); in (0, 1)
 
     def __post_init__(self) -> None:
         # YAML gives lists; the dataclass is frozen and hashable only with tuples
@@ -138,6 +139,8 @@ class TranslatorConfig:
                 raise ParamsError(
                     f"translator level {level}: {channels} channels do not split into {h} heads"
                 )
+        if not 0 < self.gate_init < 1:
+            raise ParamsError(f"translator gate_init must be in (0, 1), got {self.gate_init}")
         if self.ffn_expansion <= 0 or int(self.width * self.ffn_expansion) < 1:
             raise ParamsError(f"translator ffn_expansion {self.ffn_expansion} leaves no hidden channels")
 
@@ -252,11 +255,26 @@ def inference_state(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return {k: v for k, v in state_dict.items() if not k.startswith("t_b.")}
 
 
+@torch.no_grad()
+def _default_init(module: nn.Module, gen: torch.Generator) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            bound = 1.0 / math.sqrt(m.weight[0].numel())  # 1 / sqrt(fan_in)
+            for p in (m.weight, m.bias):
+                if p is not None:
+                    p.copy_(torch.empty(p.shape).uniform_(-bound, bound, generator=gen))
+        elif isinstance(m, ChannelLayerNorm):
+            m.weight.fill_(1.0)
+            m.bias.zero_()
+        elif isinstance(m, MDTA):
+            m.temperature.fill_(1.0)
+
+
 class VaT(nn.Module):
     """The translator: gate G, T_A (inference) and T_B (training only, for the cycle loss).
 
     ``VaT(config, seed=0)`` is deterministic for a given seed. ``with_t_b=False`` builds the
-    inference model (G and T_A get the same weights as with T_B: T_B is initialised last), which
+    inference model (G and T_A get the same weights as with T_B: each part has its own generator), which
     loads :meth:`inference_state_dict` strictly. ``device="meta"`` builds shapes only (counting).
     """
 
@@ -288,27 +306,25 @@ class VaT(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self, seed: int = 0) -> None:
-        """PyTorch's default conv init, U(+-1/sqrt(fan_in)), drawn from a generator seeded by ``seed``."""
-        gen = torch.Generator(device="cpu").manual_seed(seed)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                fan_in = module.weight[0].numel()
-                bound = 1.0 / math.sqrt(fan_in)
-                for p in (module.weight, module.bias):
-                    if p is not None:
-                        p.copy_(torch.empty(p.shape).uniform_(-bound, bound, generator=gen))
-            elif isinstance(module, ChannelLayerNorm):
-                module.weight.fill_(1.0)
-                module.bias.zero_()
-            elif isinstance(module, MDTA):
-                module.temperature.fill_(1.0)
-        if self.config.identity_init:  # VaT starts as the restorer: T(x) = x, w = sigmoid(-4) = 0.018
+        """PyTorch's default conv init, U(+-1/sqrt(fan_in)). G, T_A and T_B each draw from their
+        own generator (seeded by ``seed`` and the part's name), so a translator without G
+        (``use_gate: false``) or without T_B starts T_A from the same weights as the full one."""
+        from vat.seeding import item_seed
+
+        for name in ("gate", "t_a", "t_b"):
+            part = getattr(self, name)
+            if part is not None:
+                _default_init(
+                    part, torch.Generator(device="cpu").manual_seed(item_seed(seed, "translator", name))
+                )
+        if self.config.identity_init:  # VaT starts as the restorer: T(x) = x, w = gate_init
             for t in (self.t_a, self.t_b):
                 if t is not None:
                     t.output.weight.zero_()  # the global residual then makes T the identity
             if self.gate is not None:
+                p = self.config.gate_init
                 self.gate.to_weight.weight.zero_()
-                self.gate.to_weight.bias.fill_(-4.0)
+                self.gate.to_weight.bias.fill_(math.log(p / (1 - p)))  # sigmoid(bias) = gate_init
 
     def set_checkpoint(self, enabled: bool) -> None:
         """Turn activation checkpointing of every transformer block on or off (results unchanged)."""

@@ -20,6 +20,10 @@ class TrainParams:
 
     translator: str  # a name in vat/models/translator.py TRANSLATORS: vat-w4 ... vat-w48, vat-release(-w48)
     identity_init: bool  # T_A and T_B start as the identity (zeroed output conv); false: PyTorch's init
+    gate_init: (
+        float  # identity_init: G's starting w everywhere, in (0, 1) (0.018: VaT starts as the restorer)
+    )
+    gate_lr: float  # G's learning rate as a multiple of lr (1: the same; G must move within a short run)
     epochs: int  # passes over the degraded training images
     batch: int  # (degraded, clean) pairs per step, the global batch under torchrun
     crop: int | None  # random square crop side, px (padded where an image is smaller); null: whole images
@@ -50,6 +54,8 @@ class TrainParams:
             raise ValueError("train: epochs, batch, val_every, checkpoint_every, log_every must be >= 1")
         if self.crop is not None and self.crop < 8:
             raise ValueError("train.crop must be >= 8 px or null")
+        if not 0 < self.gate_init < 1 or self.gate_lr <= 0:
+            raise ValueError("train: need 0 < gate_init < 1 and gate_lr > 0")
         if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr or self.restart_steps < 1:
             raise ValueError("train: need lr > 0, 0 <= min_lr <= lr, restart_steps >= 1")
 

@@ -370,9 +370,10 @@ class VatObjective:
         self.seed, self.device = seed, device
         self.label = f"train {params.translator}"
         self.bf16_val = bool(speed.bf16)
-        self.opt = torch.optim.AdamW(
-            model.parameters(), lr=params.lr, betas=(0.9, 0.999), weight_decay=params.weight_decay
-        )
+        from vat.train.results import optimizer_groups
+
+        self.opt = torch.optim.AdamW(optimizer_groups(model, params.lr, params.gate_lr), lr=params.lr,
+                                     betas=(0.9, 0.999), weight_decay=params.weight_decay)  # fmt: skip
         self.world = dist.world()
         self.shard = dist.shard(params.batch)
         self.step_fn = None

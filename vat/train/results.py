@@ -18,8 +18,20 @@ def build_translator(params, seed: int, speed, dev: torch.device, use_cycle: boo
 
     return create_translator(
         params.translator, seed=seed, with_t_b=params.use_cycle if use_cycle is None else use_cycle,
-        use_gate=params.use_gate, identity_init=params.identity_init, checkpoint=bool(speed.checkpoint),
+        use_gate=params.use_gate, identity_init=params.identity_init, gate_init=params.gate_init,
+        checkpoint=bool(speed.checkpoint),
     ).to(dev)  # fmt: skip
+
+
+def optimizer_groups(model, lr: float, gate_lr: float) -> list[dict]:
+    """The translator's parameters for its optimiser: G's at ``lr * gate_lr``, the rest at ``lr``
+    (one group when G is absent or ``gate_lr`` is 1, the optimiser of earlier runs)."""
+    gate = list(model.gate.parameters()) if model.gate is not None else []
+    ids = {id(p) for p in gate}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    if not gate or gate_lr == 1:
+        return [{"params": rest + gate, "lr": lr}]
+    return [{"params": rest, "lr": lr}, {"params": gate, "lr": lr * gate_lr}]
 
 
 def inference_translator(params):
@@ -27,7 +39,7 @@ def inference_translator(params):
     from vat.models.translator import create_translator
 
     return create_translator(params.translator, with_t_b=False, use_gate=params.use_gate,
-                             identity_init=params.identity_init)  # fmt: skip
+                             identity_init=params.identity_init, gate_init=params.gate_init)  # fmt: skip
 
 
 def snapshot(model) -> dict:

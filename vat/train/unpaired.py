@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vat.train.results import optimizer_groups
+
 
 class PatchCritic(nn.Module):
     """PatchGAN critic: ``layers`` stride-2 4x4 convs (width doubling, capped at 8x), a stride-1
@@ -139,7 +141,8 @@ class CycleGANObjective:
                 "fused": PatchCritic(params.critic_width, params.critic_layers),
             }
         ).to(device)
-        self.opt_g = torch.optim.Adam(model.parameters(), lr=params.lr, betas=(0.5, 0.999))
+        groups = optimizer_groups(model, params.lr, train_params.gate_lr)  # G as fast as in VaT
+        self.opt_g = torch.optim.Adam(groups, lr=params.lr, betas=(0.5, 0.999))
         self.opt_c = torch.optim.Adam(self.critics.parameters(), lr=params.lr, betas=(0.5, 0.999))
         self.gen = torch.Generator().manual_seed(item_seed(seed, "unpaired-pool"))
         self.pools = {"hq": HistoryPool(params.pool, self.gen), "fused": HistoryPool(params.pool, self.gen)}
