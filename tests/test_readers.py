@@ -17,6 +17,7 @@ from PIL import Image, ImageOps
 from vat.data.classes import KNOWN_NAMES, TASK_CLASSES
 from vat.data.readers import FORMATS, read_dataset
 from vat.data.readers.common import clip_box
+from vat.data.readers.frames import turn_box
 from vat.errors import DataError, ParamsError
 from vat.io import load_rgb
 
@@ -457,13 +458,31 @@ def test_exif_rotation_follows_the_annotation(tmp_path):
         assert (b.x1, b.y1, b.x2, b.y2) == (x1, y1, x2, y2)
         assert _red_inside(load_rgb(rec.path), (b.x1, b.y1, b.x2, b.y2))
 
-    # Declared size equals the raw stored size: boxes were drawn on the raw pixels. In the raw
-    # 40x60 frame the block (visible x 10..30, y 5..15) lies at x 5..15, y 30..50.
+    # Declared size equals the raw stored size: boxes were drawn on the raw pixels (LabelImg
+    # before 1.8.4). In the raw 40x60 frame the block (visible x 10..30, y 5..15) lies at
+    # x 5..15, y 30..50; the image is still used as displayed and the box turned with it.
     voc_xml(root / "Annotations" / "rot.xml", "rot.jpg", [("car", 6, 31, 15, 50)], (40, 60))
     manifest, report = read("voc", root, tmp=tmp_path)
     rec = manifest.records[0]
-    assert (rec.width, rec.height) == (40, 60) and "ignored" in report.converted[0]
-    assert _red_inside(load_rgb(rec.path), (5, 30, 15, 50))
+    assert (rec.width, rec.height) == (60, 40) and "boxes turned from the stored 40x60" in report.converted[0]
+    b = rec.boxes[0]
+    assert (b.x1, b.y1, b.x2, b.y2) == (x1, y1, x2, y2) and _red_inside(load_rgb(rec.path), (x1, y1, x2, y2))
+    assert report.n_exif_oriented == 1 and report.to_dict()["n_exif_stored_frame"] == 1
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_turn_box_follows_every_exif_orientation(tmp_path, orientation):
+    """A red block drawn on the stored pixels stays under its box once the image is displayed."""
+    stored = np.full((30, 50, 3), 40, np.uint8)  # W 50, H 30
+    stored[4:12, 30:44] = (255, 0, 0)  # stored box x 30..44, y 4..12
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored).save(tmp_path / "o.png", exif=exif)
+    shown = load_rgb(tmp_path / "o.png")
+    assert shown.shape[:2] == ((50, 30) if orientation >= 5 else (30, 50))
+    box = turn_box((30, 4, 44, 12), orientation, (50, 30))
+    assert _red_inside(shown, box)
+    assert (box[2] - box[0]) * (box[3] - box[1]) == 14 * 8
 
 
 def test_missing_image(tmp_path):
