@@ -164,7 +164,11 @@ def open_image(path: str | Path) -> Image.Image:
             f"{path}: oversized image: its header claims {claimed}, more than the "
             f"{max_pixels():,} Pillow decodes (a decompression-bomb guard)"
         ) from e
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except UnidentifiedImageError as e:  # its text only repeats the path
+        empty = Path(path).is_file() and Path(path).stat().st_size == 0
+        raise DataError(f"{path}: " + ("empty file (0 bytes), not an image file" if empty else
+                                       "not an image file Pillow can read")) from e  # fmt: skip
+    except (OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{path}: not an image file Pillow can read ({_first_line(e)})") from e
 
 

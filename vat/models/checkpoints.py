@@ -61,10 +61,11 @@ def read_checkpoint(path: str | Path) -> Any:
         why = next((line for line in lines if not line.startswith(_TORCH_BOILERPLATE)), "no detail")
         raise DataError(f"{path}: not a readable torch checkpoint (corrupt or not torch.save: {why})") from e
     except Exception as e:  # torch raises RuntimeError/EOFError/OSError/... here
-        detail = str(e).splitlines()[0] if str(e) else "no detail"
+        if path.stat().st_size == 0:
+            raise DataError(f"{path}: empty file (0 bytes), not a torch checkpoint") from e
+        detail = str(e).splitlines()[0].split(". ")[0] if str(e) else "no detail"  # torch's first sentence
         raise DataError(
-            f"{path}: not a readable torch checkpoint (empty, truncated or corrupt: "
-            f"{type(e).__name__}: {detail})"
+            f"{path}: not a readable torch checkpoint (truncated or corrupt: {type(e).__name__}: {detail})"
         ) from e
 
 

@@ -90,7 +90,8 @@ def check_image(item: RawItem, image_id: str, ctx: ReadContext) -> CheckedImage 
         return None
     try:
         with open_image(src) as im:
-            mode, stored, orientation, deep = im.mode, im.size, exif_orientation_of(im), bits_per_channel(im)
+            deep = bits_per_channel(im)  # first: reading a PNG's EXIF decodes it, which drops the tile info
+            mode, stored, orientation = im.mode, im.size, exif_orientation_of(im)
         pixels = load_rgb(src)
     except DataError as e:
         ctx.fail(str(e))
