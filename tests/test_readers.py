@@ -521,6 +521,10 @@ def test_partly_outside_box_is_clipped_and_empty_annotation_kept(tmp_path):
     b = by_id(manifest)["a"].boxes[0]
     assert (b.x1, b.y1, b.x2, b.y2) == (0, 1, 20, 8)
     assert by_id(manifest)["empty"].boxes == [] and report.n_images == 2
+    assert (
+        report.to_dict()["n_clipped"] == 1
+        and "a.xml: object 1: box car (-4, 1, 30, 8) clipped" in report.clipped[0]
+    )
     manifest, report = read("voc", root, tmp=tmp_path, keep_empty=False)
     assert [r.image_id for r in manifest.records] == ["a"] and report.n_empty_dropped == 1
 
@@ -532,6 +536,36 @@ def test_malformed_xml(tmp_path):
         read("voc", root, tmp=tmp_path)
     manifest, report = read("voc", root, tmp=tmp_path, on_error="skip")
     assert len(manifest.records) == 1 and "b.xml" in report.skipped[0]
+
+
+def test_stop_lists_every_problem_up_to_a_cap(tmp_path):
+    from vat.data.readers.common import MAX_PROBLEMS
+
+    root = voc_dataset(tmp_path / "voc", {"a": (rgb(20, 20), [("car", 1, 1, 5, 5)])})
+    for i in range(3):
+        voc_xml(root / "Annotations" / f"m{i}.xml", f"m{i}.jpg", [])
+    with pytest.raises(DataError) as e:
+        read("voc", root, tmp=tmp_path)
+    lines = str(e.value).splitlines()
+    assert lines[0] == f"{root}: bad items (3 found; on_error: skip leaves them out and counts them):"
+    assert [line.strip().split(":")[0] for line in lines[1:]] == [
+        str(root / "Annotations" / f"m{i}.xml") for i in range(3)
+    ]
+    for i in range(3, MAX_PROBLEMS + 5):
+        voc_xml(root / "Annotations" / f"m{i}.xml", f"m{i}.jpg", [])
+    with pytest.raises(DataError, match=f"stopped at the first {MAX_PROBLEMS};") as e:
+        read("voc", root, tmp=tmp_path)
+    assert len(str(e.value).splitlines()) == 1 + MAX_PROBLEMS
+
+
+def test_split_list_that_is_not_utf8_stops_or_skips_the_line(tmp_path):
+    root = voc_dataset(tmp_path / "voc", {s: (rgb(20, 20), [("car", 1, 1, 5, 5)]) for s in ("a", "b")})
+    (root / "ImageSets" / "Main").mkdir(parents=True)
+    (root / "ImageSets" / "Main" / "train.txt").write_bytes("a\ncaf\xe9\nb\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"train\.txt: line 2: not UTF-8 text \(byte 0xe9"):
+        read("voc", root, tmp=tmp_path)
+    manifest, report = read("voc", root, tmp=tmp_path, on_error="skip")
+    assert sorted(by_id(manifest)) == ["a", "b"] and "train.txt: line 2" in report.skipped[0]
 
 
 def test_report_lists_at_most_100_skipped(tmp_path):
