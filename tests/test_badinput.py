@@ -258,6 +258,18 @@ def _translate(write: Callable[[Path], None]):
     return build
 
 
+def _translator(write: Callable[[Path], None]):
+    """`vat translate --model` a file that is not a translator."""
+
+    def build(d: Path) -> list[str]:
+        write(d / "model.pt")
+        args = ["translate", "in", "translated", "--overwrite", *TRANSLATE_ARGS]
+        args[args.index("translator.pt")] = str(d / "model.pt")
+        return args
+
+    return build
+
+
 IMG0 = "{d}/voc/JPEGImages/img0.png"
 XML0 = "{d}/voc/Annotations/img0.xml"
 NOT_TORCH = "{d}/det.pt: not a readable torch checkpoint"
@@ -374,6 +386,16 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], int, list[str]]] = {
         _translate(lambda p: p.write_bytes(png_bytes()[:200])),
         2,
         ["{d}/in/a.png", "truncated or corrupt"],
+    ),
+    "translator of random bytes": (
+        _translator(lambda p: p.write_bytes(bytes(range(256)) * 8)),
+        2,
+        ["{d}/model.pt: not a readable torch checkpoint"],
+    ),
+    "detector as translator": (
+        _translator(lambda p: torch.save({"arch": "yolo", "yaml": {}, "names": []}, p)),
+        2,
+        ["{d}/model.pt: not a vat translator checkpoint"],
     ),
 }
 
