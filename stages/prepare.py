@@ -22,6 +22,7 @@ import typer
 from stages._ui import Track, console, friendly_errors, no_track, rich_track
 from vat.config import CommonParams, load_common, load_section
 from vat.data.manifest import Manifest, write_manifest
+from vat.data.readers.common import notes
 from vat.data.sources import PrepareParams, counts, read_source
 from vat.inputs import record, section_paths
 from vat.io import atomic_dir, save_png, write_json
@@ -77,9 +78,5 @@ def command(
         f"-> {MAIN.clean}"
     )
     read = metrics.get("read", {})
-    if read.get("unknown_classes"):
-        console.print(f"[yellow]unknown class names (not used):[/yellow] {read['unknown_classes']}")
-    if read.get("n_skipped"):
-        console.print(
-            f"[yellow]skipped {read['n_skipped']} bad items[/yellow] (see {MAIN.metrics('prepare')})"
-        )
+    for line in notes([read] if "n_images" in read else list(read.values())):  # source folder: per part
+        console.print(f"[yellow]note:[/yellow] {line} (all: {MAIN.metrics('prepare')})", highlight=False)

@@ -162,3 +162,26 @@ def test_classify_rows_must_be_ablate_rows(tmp_path):
     p.write_text(yaml.safe_dump(data))
     with pytest.raises(ParamsError, match="classify.rows: 'w99' is not a row of ablate"):
         classify.task_params(p)
+
+
+def test_numbers_yaml_reads_as_strings_are_accepted_and_errors_name_the_key_once(tmp_path):
+    """YAML 1.1 (PyYAML) reads 1e-3 (no dot) as the string '1e-3': a float field takes it."""
+    from vat.train.config import TrainParams
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["train"]["lr"] = "1e-3"
+    params["train"]["min_lr"] = "1E-5"
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    assert yaml.safe_load(path.read_text())["train"]["lr"] == "1e-3"  # what YAML hands us
+    train = load_section(TrainParams, "train", path)
+    assert train.lr == 1e-3 and train.min_lr == 1e-5
+    params["train"]["lr"] = "fast"
+    path.write_text(yaml.safe_dump(params))
+    with pytest.raises(ParamsError, match=r"params\.yaml: train\.lr: expected a number, got 'fast'"):
+        load_section(TrainParams, "train", path)
+    params["train"]["lr"] = -1.0  # the dataclass's own check, whose message starts "train: ..."
+    path.write_text(yaml.safe_dump(params))
+    with pytest.raises(ParamsError) as e:
+        load_section(TrainParams, "train", path)
+    assert f"{path}: train: need lr > 0" in str(e.value) and "train: train:" not in str(e.value)

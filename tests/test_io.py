@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from vat.errors import DataError
-from vat.io import atomic_dir, atomic_path, load_rgb, save_png, save_torch
+from vat.io import atomic_dir, atomic_path, load_rgb, read_text, save_png, save_torch
 
 
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):
@@ -66,12 +66,48 @@ def test_load_rgb_converts_modes(tmp_path):
     rgba[..., 3] = [[255, 0], [128, 255]]
     Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
     out = load_rgb(tmp_path / "a.png")
-    assert out[0, 0, 0] == 200 and out[0, 1, 0] == 0 and out[1, 0, 0] == 100
+    assert (out[..., 0] == 200).all() and (out[..., 1:] == 0).all()  # alpha dropped, colour as stored
 
     deep = (np.arange(6, dtype=np.uint16).reshape(2, 3) * 13000).astype(np.uint16)
     Image.fromarray(deep).save(tmp_path / "d.png")
     out = load_rgb(tmp_path / "d.png")
     assert out[0, 0, 0] == 0 and out[1, 2, 0] == round(65000 / 65535 * 255)
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_load_rgb_rounds_16_bits_per_channel_colour(tmp_path, channels):
+    """48-bit RGB and 64-bit RGBA: Pillow keeps only the high byte; we round v * 255 / 65535."""
+    import cv2
+
+    a = np.random.default_rng(0).integers(0, 65536, (5, 7, channels), dtype=np.uint16)
+    a[0, 0, :3] = (127, 128, 65535)  # high byte 0, 0, 255; rounded 0, 0, 255 ...
+    a[0, 1, :3] = (383, 384, 32896)  # ... high byte 1, 1, 128; rounded 1, 1, 128
+    a[0, 2, :3] = (256 * 3 + 200, 129, 257 * 7 + 128)  # high byte 3, 0, 7; rounded 4, 1, 7
+    order = [2, 1, 0, 3][:channels]  # OpenCV writes BGR(A)
+    assert cv2.imwrite(str(tmp_path / "deep.png"), a[..., order])
+    out = load_rgb(tmp_path / "deep.png")
+    assert out.dtype == np.uint8 and out.shape == (5, 7, 3)
+    assert np.array_equal(out, np.round(a[..., :3] * (255 / 65535)).astype(np.uint8))
+    assert out[0, 2].tolist() == [4, 1, 7]
+
+
+def test_oversized_header_is_one_line_naming_the_file(tmp_path, monkeypatch):
+    Image.new("RGB", (40, 30)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # the file claims 1200 > 2 x 500 pixels
+    with pytest.raises(DataError) as e:
+        load_rgb(tmp_path / "big.png")
+    assert str(e.value).startswith(f"{tmp_path / 'big.png'}: oversized image") and "\n" not in str(e.value)
+    assert "1,200 pixels" in str(e.value)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 1200 <= 2 x 1000: decoded, no warning
+    assert load_rgb(tmp_path / "big.png").shape == (30, 40, 3)
+
+
+def test_read_text_names_the_line_and_byte_of_non_utf8(tmp_path):
+    (tmp_path / "l1.txt").write_bytes("a.jpg\nimages/café.jpg\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"l1\.txt: line 2: not UTF-8 text \(byte 0xe9"):
+        read_text(tmp_path / "l1.txt")
+    (tmp_path / "bom.txt").write_bytes("\ufeffcafé\n".encode())
+    assert read_text(tmp_path / "bom.txt") == "café\n"
 
 
 def test_load_rgb_names_truncated_and_missing_files(tmp_path):

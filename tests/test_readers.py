@@ -17,6 +17,7 @@ from PIL import Image, ImageOps
 from vat.data.classes import KNOWN_NAMES, TASK_CLASSES
 from vat.data.readers import FORMATS, read_dataset
 from vat.data.readers.common import clip_box
+from vat.data.readers.frames import turn_box
 from vat.errors import DataError, ParamsError
 from vat.io import load_rgb
 
@@ -457,13 +458,31 @@ def test_exif_rotation_follows_the_annotation(tmp_path):
         assert (b.x1, b.y1, b.x2, b.y2) == (x1, y1, x2, y2)
         assert _red_inside(load_rgb(rec.path), (b.x1, b.y1, b.x2, b.y2))
 
-    # Declared size equals the raw stored size: boxes were drawn on the raw pixels. In the raw
-    # 40x60 frame the block (visible x 10..30, y 5..15) lies at x 5..15, y 30..50.
+    # Declared size equals the raw stored size: boxes were drawn on the raw pixels (LabelImg
+    # before 1.8.4). In the raw 40x60 frame the block (visible x 10..30, y 5..15) lies at
+    # x 5..15, y 30..50; the image is still used as displayed and the box turned with it.
     voc_xml(root / "Annotations" / "rot.xml", "rot.jpg", [("car", 6, 31, 15, 50)], (40, 60))
     manifest, report = read("voc", root, tmp=tmp_path)
     rec = manifest.records[0]
-    assert (rec.width, rec.height) == (40, 60) and "ignored" in report.converted[0]
-    assert _red_inside(load_rgb(rec.path), (5, 30, 15, 50))
+    assert (rec.width, rec.height) == (60, 40) and "boxes turned from the stored 40x60" in report.converted[0]
+    b = rec.boxes[0]
+    assert (b.x1, b.y1, b.x2, b.y2) == (x1, y1, x2, y2) and _red_inside(load_rgb(rec.path), (x1, y1, x2, y2))
+    assert report.n_exif_oriented == 1 and report.to_dict()["n_exif_stored_frame"] == 1
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_turn_box_follows_every_exif_orientation(tmp_path, orientation):
+    """A red block drawn on the stored pixels stays under its box once the image is displayed."""
+    stored = np.full((30, 50, 3), 40, np.uint8)  # W 50, H 30
+    stored[4:12, 30:44] = (255, 0, 0)  # stored box x 30..44, y 4..12
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored).save(tmp_path / "o.png", exif=exif)
+    shown = load_rgb(tmp_path / "o.png")
+    assert shown.shape[:2] == ((50, 30) if orientation >= 5 else (30, 50))
+    box = turn_box((30, 4, 44, 12), orientation, (50, 30))
+    assert _red_inside(shown, box)
+    assert (box[2] - box[0]) * (box[3] - box[1]) == 14 * 8
 
 
 def test_missing_image(tmp_path):
@@ -502,6 +521,10 @@ def test_partly_outside_box_is_clipped_and_empty_annotation_kept(tmp_path):
     b = by_id(manifest)["a"].boxes[0]
     assert (b.x1, b.y1, b.x2, b.y2) == (0, 1, 20, 8)
     assert by_id(manifest)["empty"].boxes == [] and report.n_images == 2
+    assert (
+        report.to_dict()["n_clipped"] == 1
+        and "a.xml: object 1: box car (-4, 1, 30, 8) clipped" in report.clipped[0]
+    )
     manifest, report = read("voc", root, tmp=tmp_path, keep_empty=False)
     assert [r.image_id for r in manifest.records] == ["a"] and report.n_empty_dropped == 1
 
@@ -513,6 +536,36 @@ def test_malformed_xml(tmp_path):
         read("voc", root, tmp=tmp_path)
     manifest, report = read("voc", root, tmp=tmp_path, on_error="skip")
     assert len(manifest.records) == 1 and "b.xml" in report.skipped[0]
+
+
+def test_stop_lists_every_problem_up_to_a_cap(tmp_path):
+    from vat.data.readers.common import MAX_PROBLEMS
+
+    root = voc_dataset(tmp_path / "voc", {"a": (rgb(20, 20), [("car", 1, 1, 5, 5)])})
+    for i in range(3):
+        voc_xml(root / "Annotations" / f"m{i}.xml", f"m{i}.jpg", [])
+    with pytest.raises(DataError) as e:
+        read("voc", root, tmp=tmp_path)
+    lines = str(e.value).splitlines()
+    assert lines[0] == f"{root}: bad items (3 found; on_error: skip leaves them out and counts them):"
+    assert [line.strip().split(":")[0] for line in lines[1:]] == [
+        str(root / "Annotations" / f"m{i}.xml") for i in range(3)
+    ]
+    for i in range(3, MAX_PROBLEMS + 5):
+        voc_xml(root / "Annotations" / f"m{i}.xml", f"m{i}.jpg", [])
+    with pytest.raises(DataError, match=f"stopped at the first {MAX_PROBLEMS};") as e:
+        read("voc", root, tmp=tmp_path)
+    assert len(str(e.value).splitlines()) == 1 + MAX_PROBLEMS
+
+
+def test_split_list_that_is_not_utf8_stops_or_skips_the_line(tmp_path):
+    root = voc_dataset(tmp_path / "voc", {s: (rgb(20, 20), [("car", 1, 1, 5, 5)]) for s in ("a", "b")})
+    (root / "ImageSets" / "Main").mkdir(parents=True)
+    (root / "ImageSets" / "Main" / "train.txt").write_bytes("a\ncaf\xe9\nb\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"train\.txt: line 2: not UTF-8 text \(byte 0xe9"):
+        read("voc", root, tmp=tmp_path)
+    manifest, report = read("voc", root, tmp=tmp_path, on_error="skip")
+    assert sorted(by_id(manifest)) == ["a", "b"] and "train.txt: line 2" in report.skipped[0]
 
 
 def test_report_lists_at_most_100_skipped(tmp_path):

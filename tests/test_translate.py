@@ -117,8 +117,13 @@ def test_existing_output_is_kept_without_overwrite(setup):
 
 def test_corrupt_image_is_named_and_earlier_outputs_stay(setup):
     tmp, inp, kw = setup
-    (inp / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    with pytest.raises(DataError, match=r"b\.png"):
+    (inp / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")  # no readable header: found before any work
+    with pytest.raises(DataError, match=r"b\.png: not an image file"):
+        translate.run(inp, tmp / "out", **kw)
+    assert not (tmp / "out").exists()
+    save_png(np.zeros((70, 90, 3), np.uint8), inp / "b.png")
+    (inp / "b.png").write_bytes((inp / "b.png").read_bytes()[:60])  # a good header, pixels cut off
+    with pytest.raises(DataError, match=r"b\.png: truncated or corrupt image"):
         translate.run(inp, tmp / "out", **kw)
     assert (tmp / "out" / "a.png").is_file() and not (tmp / "out" / "c.png").exists()
 
@@ -161,3 +166,47 @@ def test_command_runs_through_typer(setup):
     assert (tmp / "out" / "gate" / "b.png").is_file()
     r = CliRunner().invoke(app, args)  # second run: files exist, one-line error, exit 2
     assert r.exit_code == 2 and "already exists" in r.output
+
+
+def test_progress_advances_once_per_tile(setup):
+    """The bar's total is the number of tiles R and the translator run on, and it moves per tile."""
+    tmp, inp, kw = setup
+    seen = []
+
+    def track(items, description="", total=None):
+        seen.append(total)
+        n = 0
+        for item in items:
+            n += 1
+            yield item
+        seen.append(n)
+
+    translate.run(inp, tmp / "out", track=track, **kw)
+    # tile 64, overlap 16: a (40x56) and c (33x47) fit in one tile, b (70x90) takes 2 x 2;
+    # R (identity, a network) and the translator each run on every tile.
+    assert seen == [2 * (1 + 4 + 1), 2 * (1 + 4 + 1)]
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_exif_oriented_input_is_written_upright(tmp_path, orientation):
+    """The rule of data/README.md: an image is used as displayed, so the output is the input as
+    a viewer shows it (EXIF applied), and carries no orientation of its own."""
+    from PIL import Image
+
+    stored = np.random.default_rng(0).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    inp = tmp_path / "in"
+    inp.mkdir()
+    Image.fromarray(stored).save(inp / "photo.png", exif=exif)
+    spec = tmp_path / "restorer.json"
+    spec.write_text(json.dumps({"arch": "identity", "weights": None, "folder": None}))
+    model = create_translator("vat-w4", with_t_b=False, identity_init=True).eval()  # out = input
+    model_path = save_translator(model, tmp_path / "translator.pt", meta={"epoch": 0})
+    translate.run(inp, tmp_path / "out", model_path=model_path, restorer_spec=spec, device="cpu")
+    shown = load_rgb(inp / "photo.png")
+    out = load_rgb(tmp_path / "out" / "photo.png", exif=False)
+    assert shown.shape == ((40, 24, 3) if orientation in (6, 8) else (24, 40, 3))
+    assert out.shape == shown.shape and np.abs(out.astype(int) - shown).max() <= 1
+    with Image.open(tmp_path / "out" / "photo.png") as im:
+        assert im.getexif().get(0x0112, 1) == 1

@@ -192,7 +192,9 @@ def test_our_format_round_trips_exactly(det, tmp_path):
     for a, b in zip(det.predict(x, conf=0.2), back.predict(x, conf=0.2), strict=True):
         assert torch.equal(a.boxes, b.boxes) and torch.equal(a.features, b.features)
     assert torch.equal(det.loss(x, _targets())[0], back.loss(x, _targets())[0])
-    with pytest.raises(DataError, match="arch='yolov5'"):
+    with pytest.raises(
+        DataError, match="det.pt: not a detector checkpoint: it holds a checkpoint of arch 'yolov5'"
+    ):
         FrozenDetector(path)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,7 +23,8 @@ from typing import Any, Literal
 
 import yaml
 
-from vat.errors import ParamsError
+from vat.errors import DataError, ParamsError
+from vat.io import read_text
 
 TASKS = ("haze", "dark", "classify")
 PROFILES = ("tiny", "default", "paper", "paper_dark", "own")
@@ -49,15 +51,27 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(read_text(path))
+    except DataError as e:
+        raise ParamsError(str(e)) from e
     except yaml.YAMLError as e:
-        raise ParamsError(f"{path}: not valid YAML ({e})") from e
+        raise ParamsError(yaml_problem(path, e)) from e
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: expected a mapping of sections at the top level")
     return data
 
 
+def yaml_problem(path: str | Path, e: yaml.YAMLError) -> str:
+    """One line: the file, where in it, and what PyYAML found (its own text spans lines)."""
+    mark = getattr(e, "problem_mark", None)
+    at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    what = " ".join(str(getattr(e, "problem", None) or e).split())
+    return f"{path}: {at}not valid YAML ({what})"
+
+
 T = typing.TypeVar("T")
+# A decimal number as text, e.g. 1e-3: YAML 1.1 (PyYAML) reads exponents without a dot as strings.
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def from_dict(cls: type[T], data: Any, where: str) -> T:
@@ -77,7 +91,17 @@ def from_dict(cls: type[T], data: Any, where: str) -> T:
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as e:  # a dataclass's own __post_init__ check
-        raise ParamsError(f"{where}: {e}") from e
+        raise ParamsError(_at(where, str(e))) from e
+
+
+def _at(where: str, message: str) -> str:
+    """``message`` placed at ``where`` (``params.yaml: train``), without saying the key twice
+    when the message starts with it (``train: lr must be ...``, ``embedded.width ...``)."""
+    file, sep, keys = where.rpartition(": ")
+    last = keys.rsplit(".", 1)[-1]
+    if message.startswith((f"{last}:", f"{last}.", f"{last} ")):
+        return f"{file}{sep}{keys[: len(keys) - len(last)]}{message}"
+    return f"{where}: {message}"
 
 
 # One branch per params type; splitting it would scatter the one table of rules.
@@ -130,6 +154,8 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             raise ParamsError(f"{where}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ParamsError(f"{where}: expected a number, got {value!r}")
         return float(value)

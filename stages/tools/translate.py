@@ -5,16 +5,20 @@ G and T_A (``I_HQ = T_A(G(R(I_LQ), I_LQ))``), in overlapping tiles when it is la
 ``--tile`` (see :mod:`vat.models.translate` for how tiled results relate to whole-image ones).
 Not a DVC stage: it reads the pipeline's outputs and writes wherever the user says.
 
-Reads:   INPUT/*.{jpg,jpeg,png,bmp,tif,tiff,webp}  (sorted, not recursive, hidden files skipped)
+Reads:   INPUT/*.{jpg,jpeg,png,bmp,tif,tiff,webp}  (sorted, not recursive, hidden files skipped;
+                                                  used as displayed: EXIF orientation applied)
          data/train/translator.pt                 the translator (``vat train``), or --model
          data/train_restorer/restorer.json        R (``vat train_restorer``), or --restorer;
                                                   arch ``folder`` looks R(I_LQ) up by the file stem
-Writes:  OUTPUT/<stem>.png                        the translated image, same size as the input
+Writes:  OUTPUT/<stem>.png                        the translated image, upright: the input as
+                                                  displayed (its size; the PNG has no EXIF)
          OUTPUT/gate/<stem>.png                   with --gate: w as 8-bit grey (255 = I_LQ, 0 = I_R)
 
-An existing output file is never replaced without ``--overwrite`` (checked for every image
-before any work). Each file is written atomically as soon as its image is done, so an
-unreadable image stops the run with an error naming it and keeps what was already written.
+An existing output file is never replaced without ``--overwrite``, and every image's header
+is read (an unreadable or oversized one named), before any work. Each file is written
+atomically as soon as its image is done, so an image that fails to decode stops the run with
+an error naming it and keeps what was already written. The progress bar advances per tile R
+or the translator runs on (a 6000x4000 photograph is 117 tiles of 512 px each).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from stages._ui import Track, console, friendly_errors, no_track, rich_track
 from vat.data.folders import list_images
 from vat.data.images import resolve_device
 from vat.errors import DataError, ParamsError
-from vat.io import load_rgb, save_png
+from vat.io import image_size, load_rgb, save_png
 from vat.layout import MAIN
 
 MODEL = MAIN.translator()
@@ -50,25 +54,32 @@ def run(
     track: Track = no_track,
 ) -> dict:
     """Translate every image of ``input_dir`` into ``output_dir``; returns counts and speed."""
-    from vat.models.translate import translate_image
+    from vat.models.translate import translate_image_steps, translate_units
 
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     targets = _targets(input_dir, output_dir, model_path, restorer_spec, tile, overlap, save_gate, overwrite)
+    sizes = [image_size(src) for src, _, _ in targets]  # DataError naming an unreadable or oversized file
     dev = resolve_device(device)
     model, restorer = _models(model_path, restorer_spec, [src for src, _, _ in targets], dev)
+
+    def steps():  # one yield per tile: the bar moves inside a large image too
+        for src, out, gate in targets:
+            low = load_rgb(src)  # DataError naming the file if it does not decode
+            try:
+                res = yield from translate_image_steps(model, restorer, low, src.stem, dev, tile, overlap)
+            except torch.OutOfMemoryError as e:
+                raise ParamsError(
+                    f"{src}: out of memory translating a {low.shape[1]}x{low.shape[0]} image with "
+                    f"--tile {tile}; try a smaller --tile"
+                ) from e
+            save_png(res["out"], out)
+            if save_gate:
+                save_png(res["gate"], gate)
+
+    units = sum(translate_units(restorer, w, h, tile, overlap) for w, h in sizes)
     t0 = time.perf_counter()
-    for src, out, gate in track(targets, "translate", len(targets)):
-        low = load_rgb(src)  # DataError naming the file if unreadable
-        try:
-            res = translate_image(model, restorer, low, src.stem, device=dev, tile=tile, overlap=overlap)
-        except torch.OutOfMemoryError as e:
-            raise ParamsError(
-                f"{src}: out of memory translating a {low.shape[1]}x{low.shape[0]} image with "
-                f"--tile {tile}; try a smaller --tile"
-            ) from e
-        save_png(res["out"], out)
-        if save_gate:
-            save_png(res["gate"], gate)
+    for _ in track(steps(), f"translate {len(targets)} images, tiles", units):
+        pass
     seconds = time.perf_counter() - t0
     return {
         "images": len(targets),

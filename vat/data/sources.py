@@ -224,11 +224,10 @@ def _photographs(common: CommonParams, params: PrepareParams, domain: str, tmp: 
         raise DataError(f"{folder}: prepare.folder.{domain}: no images in this folder")
     items = [RawItem(p, split="train", image_id=f"{domain}/{p.relative_to(folder).with_suffix('')}")
              for p in files]  # fmt: skip
-    ctx = ReadContext(list(common.classes), common.seed, tmp / "images", "folder", on_error=params.on_error)
+    ctx = ReadContext(list(common.classes), common.seed, tmp / "images", "folder", on_error=params.on_error,
+                      where=str(folder))  # fmt: skip
     part = build_manifest(items, ctx)
-    report = ctx.report
-    found = {"folder": str(folder), "images": len(part.records), "n_skipped": len(report.skipped),
-             "skipped": report.skipped[:20], "n_converted": len(report.converted)}  # fmt: skip
+    found = {"folder": str(folder), "images": len(part.records)} | ctx.report.to_dict()
     return [replace(r, split="train", domain=domain) for r in part.records], found
 
 
@@ -263,12 +262,27 @@ def _final_paths(records: list[Record], tmp: Path, out: Path) -> None:
 def read_source(
     common: CommonParams, params: PrepareParams, out: Path, tmp: Path, track
 ) -> tuple[Manifest, dict]:
-    """The dataset ``params`` names, read (or generated) into ``tmp`` (final folder ``out``)."""
+    """The dataset ``params`` names, read (or generated) into ``tmp`` (final folder ``out``).
+
+    A labelled dataset must leave an image in each split (train, val, test; after skipping bad
+    items with ``on_error: skip``), else DataError: a later stage would fail on it much later."""
     if params.source == "embedded":
         return read_embedded(common, params.embedded, out, tmp, track)
     if params.source == "folder":
         return read_folders(common, params, out, tmp)
-    return read_external(common, params, out, tmp)
+    manifest, extra = read_external(common, params, out, tmp)
+    empty = [s for s in SPLITS if not manifest.split(s)]
+    if empty:
+        read = extra["read"]
+        counts = ", ".join(f"{s} {n}" for s, n in read["split_counts"].items())
+        skipped = (
+            f"; {read['n_skipped']} bad items skipped, first: {read['skipped'][0]}" if read["skipped"] else ""
+        )
+        raise DataError(
+            f"{params.root}: split {' and '.join(empty)} has no image ({counts}{skipped}): fix the "
+            "bad items, or the dataset's split lists or prepare.split_ratios"
+        )
+    return manifest, extra
 
 
 def counts(manifest: Manifest) -> dict:

@@ -11,9 +11,14 @@ the full size before tiling.
 from __future__ import annotations
 
 import math
+from collections.abc import Generator
+from typing import TypeVar
 
 import torch
 from torch import nn
+
+T = TypeVar("T")
+Steps = Generator[None, None, T]  # yields once per tile run, returns the result
 
 
 def _tile_starts(n: int, tile: int, overlap: int) -> list[int]:
@@ -37,7 +42,22 @@ def _edge_weights(
     return w
 
 
-@torch.no_grad()
+def tile_count(height: int, width: int, tile: int = 512, overlap: int = 32) -> int:
+    """How many times :func:`restore_tiled` runs the model on an image of this size."""
+    if height <= tile and width <= tile:
+        return 1
+    return len(_tile_starts(height, tile, overlap)) * len(_tile_starts(width, tile, overlap))
+
+
+def drain(steps: Steps[T]) -> T:
+    """Run a step generator (``*_steps`` functions) to the end; its result."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
 def restore_tiled(
     model: nn.Module,
     image: torch.Tensor,
@@ -45,7 +65,20 @@ def restore_tiled(
     overlap: int = 32,
     margin: int | None = None,
 ) -> torch.Tensor:
-    """Run ``model`` on (B, 3, H, W) in overlapping ``tile`` x ``tile`` pieces.
+    """Run ``model`` on (B, 3, H, W) in overlapping tiles (:func:`restore_tiled_steps`)."""
+    return drain(restore_tiled_steps(model, image, tile, overlap, margin))
+
+
+@torch.no_grad()
+def restore_tiled_steps(
+    model: nn.Module,
+    image: torch.Tensor,
+    tile: int = 512,
+    overlap: int = 32,
+    margin: int | None = None,
+) -> Steps[torch.Tensor]:
+    """Run ``model`` on (B, 3, H, W) in overlapping ``tile`` x ``tile`` pieces, yielding after
+    each piece (:func:`tile_count` of them) so a caller can show progress; returns the output.
 
     Inside each overlap a tile's weight is 0 for ``margin`` pixels from its inner edge
     (where zero padding makes its output wrong), then rises linearly to 1; outputs are
@@ -58,7 +91,9 @@ def restore_tiled(
         raise ValueError(f"restore_tiled expects (B, C, H, W), got shape {tuple(image.shape)}")
     h, w = image.shape[-2:]
     if h <= tile and w <= tile:
-        return model(image)
+        out = model(image)
+        yield
+        return out
     if not 0 <= overlap < tile:
         raise ValueError(f"overlap must be in [0, tile), got overlap={overlap}, tile={tile}")
     if margin is None:
@@ -81,4 +116,5 @@ def restore_tiled(
             wt = (wy[:, None] * wx[None, :])[None, None]  # (1, 1, th, tw)
             out[..., y0 : y0 + th, x0 : x0 + tw] += pred * wt
             wsum[..., y0 : y0 + th, x0 : x0 + tw] += wt
+            yield
     return out / wsum

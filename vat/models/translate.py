@@ -25,10 +25,16 @@ import torch
 from torch import Tensor, nn
 
 from vat.data.images import to_image, to_tensor
-from vat.models.restorers import FolderRestorer, restore_image
-from vat.models.tiling import restore_tiled
+from vat.models.restorers import FolderRestorer, restore_image_steps
+from vat.models.tiling import Steps, drain, restore_tiled_steps, tile_count
 
-__all__ = ["translate_image", "translate_pairs", "translate_tiled"]
+__all__ = [
+    "translate_image",
+    "translate_image_steps",
+    "translate_pairs",
+    "translate_tiled",
+    "translate_units",
+]
 
 
 class _Packed(nn.Module):
@@ -49,11 +55,19 @@ class _Packed(nn.Module):
         return torch.cat([res["out"].float(), res["fused"].float(), res["gate"].float()], dim=1)
 
 
-@torch.no_grad()
 def translate_tiled(
     model: nn.Module, i_lq: Tensor, i_r: Tensor, tile: int = 512, overlap: int = 32
 ) -> dict[str, Tensor]:
-    """``{"out": T_A(I_F), "fused": I_F, "gate": w}`` for (B, 3, H, W) inputs in [0, 1].
+    """:func:`translate_tiled_steps` run to the end."""
+    return drain(translate_tiled_steps(model, i_lq, i_r, tile, overlap))
+
+
+@torch.no_grad()
+def translate_tiled_steps(
+    model: nn.Module, i_lq: Tensor, i_r: Tensor, tile: int = 512, overlap: int = 32
+) -> Steps[dict[str, Tensor]]:
+    """``{"out": T_A(I_F), "fused": I_F, "gate": w}`` for (B, 3, H, W) inputs in [0, 1],
+    yielding once per tile the translator runs on.
 
     ``out`` and ``fused`` are (B, 3, H, W), ``gate`` (B, 1, H, W), all float32; ``out`` is
     not clamped (T_A's global residual can leave [0, 1] slightly). When H and W are at
@@ -73,13 +87,20 @@ def translate_tiled(
     h, w = i_lq.shape[-2:]
     if h <= tile and w <= tile:
         res = model.translate(i_lq, i_r)
+        yield
         return {k: res[k].float() for k in ("out", "fused", "gate")}
     x = torch.cat([i_lq.float(), i_r.float()], dim=1)  # (B, 6, H, W)
-    y = restore_tiled(_Packed(model), x, tile=tile, overlap=overlap)  # (B, 7, H, W)
+    y = yield from restore_tiled_steps(_Packed(model), x, tile=tile, overlap=overlap)  # (B, 7, H, W)
     return {"out": y[:, :3], "fused": y[:, 3:6], "gate": y[:, 6:7]}
 
 
-@torch.no_grad()
+def translate_units(restorer, width: int, height: int, tile: int = 512, overlap: int = 32) -> int:
+    """How many times :func:`translate_image_steps` yields for an image of this size: one per
+    tile R runs on (none for a folder restorer) and one per tile the translator runs on."""
+    n = tile_count(height, width, tile, overlap)
+    return n if isinstance(restorer, FolderRestorer) else 2 * n
+
+
 def translate_image(
     model: nn.Module,
     restorer: nn.Module | FolderRestorer,
@@ -89,24 +110,41 @@ def translate_image(
     tile: int = 512,
     overlap: int = 32,
 ) -> dict[str, np.ndarray]:
+    """:func:`translate_image_steps` run to the end."""
+    return drain(translate_image_steps(model, restorer, low, image_id, device, tile, overlap))
+
+
+@torch.no_grad()
+def translate_image_steps(
+    model: nn.Module,
+    restorer: nn.Module | FolderRestorer,
+    low: np.ndarray,
+    image_id: str,
+    device: torch.device | str | None = None,
+    tile: int = 512,
+    overlap: int = 32,
+) -> Steps[dict[str, np.ndarray]]:
     """One degraded uint8 (H, W, 3) image -> uint8 arrays of the same size.
 
     Keys: ``"out"`` (the translated image T_A(I_F), (H, W, 3)), ``"fused"`` (I_F, (H, W, 3)),
     ``"gate"`` (w, (H, W), 255 = all I_LQ, 0 = all I_R) and ``"restored"`` (R's output, (H, W, 3)).
     R runs tiled on ``device`` (a :class:`FolderRestorer` looks ``image_id`` up instead);
     ``device`` defaults to where the translator's parameters are. ``model`` should be in
-    eval mode (``load_translator`` returns it so).
+    eval mode (``load_translator`` returns it so). Yields once per tile R or the translator
+    runs on (:func:`translate_units` in all), so a caller can show progress.
     """
     if low.ndim != 3 or low.shape[2] != 3 or low.dtype != np.uint8:
         raise ValueError(f"translate_image expects uint8 (H, W, 3), got {low.dtype} {low.shape}")
     if device is None:
         p = next(model.parameters(), None)
         device = p.device if p is not None else torch.device("cpu")
-    restored = restore_image(restorer, low, image_id, device=device, tile=tile, overlap=overlap)
+    restored = yield from restore_image_steps(
+        restorer, low, image_id, device=device, tile=tile, overlap=overlap
+    )
 
     i_lq = to_tensor(low)[None].to(device)  # (1, 3, H, W)
     i_r = to_tensor(restored)[None].to(device)
-    res = translate_tiled(model, i_lq, i_r, tile=tile, overlap=overlap)
+    res = yield from translate_tiled_steps(model, i_lq, i_r, tile=tile, overlap=overlap)
     return {
         "out": to_image(res["out"][0]),
         "fused": to_image(res["fused"][0]),

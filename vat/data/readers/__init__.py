@@ -82,8 +82,10 @@ def read_dataset(
         keep_empty=keep_empty,
         aliases=dict(aliases) if aliases else None,
         task_kind=task_kind,
+        where=str(root),
     )
     items = _READERS[fmt](root, ctx, annotations)
+    ctx.stop_if_failed()
     if not items:
         skipped = ctx.report.skipped
         detail = f"; {len(skipped)} skipped, first: {skipped[0]}" if skipped else ""

@@ -25,6 +25,7 @@ import numpy as np
 from vat.data.classes import TASK_CLASSES
 from vat.data.readers.common import RawItem, ReadContext, find_images, resolve_under
 from vat.errors import DataError
+from vat.io import read_text
 
 CIFAR10_ORDER: tuple[str, ...] = tuple(TASK_CLASSES["classify"])
 _ALLOWED_GLOBALS = {
@@ -125,7 +126,7 @@ def _row_label(row: dict[str, str]) -> str | None:
 
 def read_labels_csv(root: Path, path: Path, ctx: ReadContext) -> list[RawItem]:
     image_dir = root / "images" if (root / "images").is_dir() else path.parent
-    with open(path, newline="") as f:
+    with io.StringIO(read_text(path), newline="") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
         if "filename" not in header or not {"label_name", "label_index"} & set(header):

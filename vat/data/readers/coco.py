@@ -15,6 +15,7 @@ from pathlib import Path
 
 from vat.data.readers.common import RawItem, RawObject, ReadContext, resolve_under
 from vat.errors import DataError
+from vat.io import read_text
 
 
 def _split_of(json_path: Path) -> str | None:
@@ -54,8 +55,11 @@ def _image_dirs(root: Path, json_path: Path, split: str | None) -> list[Path]:
 
 def _load(path: Path, ctx: ReadContext) -> dict | None:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        data = json.loads(read_text(path))
+    except DataError as e:
+        ctx.fail(str(e))
+        return None
+    except json.JSONDecodeError as e:
         ctx.fail(f"{path}: not readable JSON ({e})")
         return None
     missing = [

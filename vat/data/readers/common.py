@@ -9,18 +9,20 @@ for every format:
   stems collide;
 - splits: the dataset's own where it has one (see :func:`resolve_split`), otherwise a
   deterministic hash of (seed, image id);
-- images: fully decoded once; a missing, truncated or corrupt file stops the read or is
-  skipped; anything that is not plain upright 8-bit RGB is rewritten as an RGB PNG in
-  ``convert_dir``;
+- images: fully decoded once; a missing, truncated, corrupt or oversized file is a problem;
+  anything that is not plain upright 8-bit RGB is rewritten as an RGB PNG in
+  ``convert_dir``, EXIF orientation applied (:mod:`vat.data.readers.frames`: the rule);
 - classes: names mapped with :func:`vat.data.classes.canonical`; names outside the task list
   are counted as *ignored* (a known VOC/ExDark class) or *unknown*, never dropped silently;
-- boxes: clipped to the image; a box fully outside, of zero area or not finite stops the
-  read or is skipped.
+- boxes: a box partly outside the image is clipped, counted and listed; one fully outside, of
+  zero area or not finite is a problem;
+- problems (``on_error``): ``skip`` leaves the item out and lists it; ``stop`` goes on reading
+  and then stops with every problem found, up to :data:`MAX_PROBLEMS`; a read that leaves no
+  image stops either way.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections import Counter
@@ -28,18 +30,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from vat.data.classes import KNOWN_NAMES, canonical
 from vat.data.manifest import SPLITS, Box, Manifest, Record, check
+from vat.data.readers.frames import CheckedImage, check_image, clip_box, turn_box
 from vat.errors import DataError, ParamsError
-from vat.io import exif_orientation, load_rgb, open_image, save_png
+from vat.io import not_utf8
 from vat.seeding import item_seed
+
+__all__ = ["CheckedImage", "check_image", "clip_box"]  # (from frames) and the names defined below
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
 ON_ERROR = ("stop", "skip")
 TASK_KINDS = ("detect", "classify")
-MAX_LISTED = 100  # entries of skipped / converted kept in ReadReport.to_dict()
+MAX_LISTED = 100  # entries of skipped / converted / clipped kept in ReadReport.to_dict()
+MAX_PROBLEMS = 20  # on_error stop: a read stops at once when it has found this many
 
 
 @dataclass
@@ -55,6 +60,9 @@ class ReadReport:
     n_empty_dropped: int = 0
     n_crowd_skipped: int = 0  # COCO iscrowd=1 annotations left out (not an error)
     n_unlisted: int = 0  # annotation files in none of the dataset's split lists (VOC ImageSets), left out
+    clipped: list[str] = field(default_factory=list)  # boxes partly outside their image, clipped
+    n_exif_oriented: int = 0  # images with an EXIF orientation (applied)
+    n_exif_stored_frame: int = 0  # ... whose boxes were in the stored frame (turned with the image)
     split_counts: dict[str, int] = field(default_factory=dict)
     class_counts: dict[str, int] = field(default_factory=dict)  # boxes (or labels) per task class
 
@@ -73,6 +81,10 @@ class ReadReport:
             "n_empty_dropped": self.n_empty_dropped,
             "n_crowd_skipped": self.n_crowd_skipped,
             "n_unlisted": self.n_unlisted,
+            "n_clipped": len(self.clipped),
+            "clipped": self.clipped[:MAX_LISTED],
+            "n_exif_oriented": self.n_exif_oriented,
+            "n_exif_stored_frame": self.n_exif_stored_frame,
         }
 
 
@@ -118,7 +130,9 @@ class ReadContext:
     keep_empty: bool = True
     aliases: dict[str, str] | None = None
     task_kind: str = "detect"
+    where: str = ""  # the dataset (its folder), named by a stop with several problems
     report: ReadReport = field(default_factory=ReadReport)
+    problems: list[str] = field(default_factory=list)  # on_error stop: found so far
     _index: dict[str, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -139,10 +153,26 @@ class ReadContext:
             self._index[key] = i
 
     def fail(self, message: str) -> None:
-        """A bad image, annotation or box: raise (stop) or record it and go on (skip)."""
-        if self.on_error == "stop":
-            raise DataError(message)
-        self.report.skipped.append(message)
+        """A bad image, annotation or box: record it and go on; ``stop`` stops at the end of
+        the read (:meth:`stop_if_failed`), or at once on the :data:`MAX_PROBLEMS` th."""
+        if self.on_error == "skip":
+            self.report.skipped.append(message)
+            return
+        self.problems.append(message)
+        if len(self.problems) >= MAX_PROBLEMS:
+            self.stop_if_failed()
+
+    def stop_if_failed(self) -> None:
+        """on_error stop: raise one DataError listing the problems found, if any."""
+        if not self.problems:
+            return
+        if len(self.problems) == 1:
+            raise DataError(self.problems[0])
+        n = len(self.problems)
+        more = f"stopped at the first {n}" if n >= MAX_PROBLEMS else f"{n} found"
+        skip = "on_error: skip leaves them out and counts them"
+        head = f"{self.where or self.source}: bad items ({more}; {skip}):"
+        raise DataError("\n  ".join([head, *self.problems]))
 
     def class_index(self, name: str) -> int | None:
         """Index of ``name`` in the task classes; otherwise count it as ignored or unknown."""
@@ -258,82 +288,6 @@ def unique_ids(items: list[RawItem]) -> list[str]:
     return out
 
 
-# ---------------------------------------------------------------- boxes
-
-
-def clip_box(x1: float, y1: float, x2: float, y2: float, width: int, height: int) -> tuple[float, ...] | str:
-    """The box clipped to the image (float32-exact), or the reason it cannot be kept."""
-    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
-        return "has a coordinate that is not a finite number"
-    if x2 <= x1 or y2 <= y1:
-        return "has zero or negative area"
-    if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
-        return f"lies fully outside the {width}x{height} image"
-    c = [float(np.float32(v)) for v in (max(x1, 0.0), max(y1, 0.0), min(x2, width), min(y2, height))]
-    if c[2] <= c[0] or c[3] <= c[1]:
-        return f"has zero area after clipping to the {width}x{height} image"
-    return tuple(c)
-
-
-# ---------------------------------------------------------------- images
-
-_PLAIN_MODES = ("RGB",)
-
-
-@dataclass
-class CheckedImage:
-    path: str
-    width: int
-    height: int
-
-
-def check_image(item: RawItem, image_id: str, ctx: ReadContext) -> CheckedImage | None:
-    """Decode the image once; convert it if needed; None when it was skipped."""
-    src = item.image_path
-    if item.array is not None:
-        dst = Path(ctx.convert_dir) / f"{image_id}.png"
-        save_png(np.ascontiguousarray(item.array), dst)
-        return CheckedImage(str(dst), int(item.array.shape[1]), int(item.array.shape[0]))
-    if not src.is_file():
-        where = item.ann_path if item.ann_path is not None else src
-        ctx.fail(f"{where}: names image {src}, which does not exist")
-        return None
-    try:
-        with open_image(src) as im:
-            mode, raw_size = im.mode, im.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        ctx.fail(f"{src}: truncated, corrupt or oversized image ({e})")
-        return None
-    orientation = exif_orientation(src)
-    rotated = orientation in (2, 3, 4, 5, 6, 7, 8)
-    shown_size = (raw_size[1], raw_size[0]) if orientation in (5, 6, 7, 8) else raw_size
-    # Boxes drawn on the raw pixels (the annotation states the raw size, not the shown one):
-    # keep the raw orientation.
-    use_exif = not (rotated and item.declared_size == raw_size and item.declared_size != shown_size)
-    try:
-        pixels = load_rgb(src, exif=use_exif)
-    except DataError as e:
-        ctx.fail(str(e))
-        return None
-    except Image.DecompressionBombError as e:
-        ctx.fail(f"{src}: oversized image ({e})")
-        return None
-    height, width = pixels.shape[:2]
-    reasons = []
-    if mode not in _PLAIN_MODES:
-        reasons.append(f"mode {mode}")
-    if rotated:
-        reasons.append(
-            f"EXIF orientation {orientation} " + ("applied" if use_exif else "ignored (raw-size boxes)")
-        )
-    if not reasons:
-        return CheckedImage(str(src), width, height)
-    dst = Path(ctx.convert_dir) / f"{image_id}.png"
-    save_png(pixels, dst)
-    ctx.report.converted.append(f"{src}: {', '.join(reasons)} -> {dst}")
-    return CheckedImage(str(dst), width, height)
-
-
 # ---------------------------------------------------------------- assembly
 
 
@@ -349,13 +303,18 @@ def _boxes(
     boxes: list[Box] = []
     for cls, obj in objects:
         sx, sy = (image.width, image.height) if obj.normalized else (1, 1)
-        coords = (obj.x1 * sx, obj.y1 * sy, obj.x2 * sx, obj.y2 * sy)
+        given = (obj.x1 * sx, obj.y1 * sy, obj.x2 * sx, obj.y2 * sy)
+        coords = turn_box(given, image.orientation, image.stored_size) if image.stored_frame else given
         clipped = clip_box(*coords, image.width, image.height)
+        where = f"{item.ann_path or item.image_path}: {obj.where + ': ' if obj.where else ''}"
+        shown = ", ".join(f"{v:g}" for v in given)
         if isinstance(clipped, str):
-            where = f"{obj.where}: " if obj.where else ""
-            shown = ", ".join(f"{v:g}" for v in coords)
-            ctx.fail(f"{item.ann_path or item.image_path}: {where}box {obj.name} ({shown}) {clipped}")
+            ctx.fail(f"{where}box {obj.name} ({shown}) {clipped}")
             continue
+        if clipped != tuple(float(np.float32(v)) for v in coords):
+            ctx.report.clipped.append(
+                f"{where}box {obj.name} ({shown}) clipped to the {image.width}x{image.height} image"
+            )
         boxes.append(Box(cls, *clipped, difficult=obj.difficult))
     return boxes
 
@@ -400,6 +359,9 @@ def build_manifest(items: list[RawItem], ctx: ReadContext) -> Manifest:
                 boxes=boxes,
             )
         )
+    ctx.stop_if_failed()
+    if items and not records:
+        raise DataError(f"{ctx.where or ctx.source}: no usable image among {len(items)}: {left_out(report)}")
     manifest = Manifest(records=records, classes=list(ctx.classes))
     check(manifest, f"{ctx.source} reader")
     report.n_images = len(records)
@@ -410,3 +372,69 @@ def build_manifest(items: list[RawItem], ctx: ReadContext) -> Manifest:
     )
     report.class_counts = {c: per_class.get(i, 0) for i, c in enumerate(ctx.classes)}
     return manifest
+
+
+def notes(reads: list[dict]) -> list[str]:
+    """What a user should know about reads (``ReadReport.to_dict()`` s), one line each: bad
+    items skipped, images converted or turned by EXIF, boxes clipped, names not used."""
+    total = Counter()
+    first: dict[str, str] = {}
+    unknown: Counter = Counter()
+    for r in reads:
+        for key in ("n_skipped", "n_converted", "n_clipped", "n_exif_oriented", "n_exif_stored_frame"):
+            total[key] += r.get(key, 0)
+        for key in ("skipped", "converted", "clipped"):
+            first.setdefault(key, (r.get(key) or [None])[0])
+        unknown.update(r.get("unknown_classes", {}))
+    lines = []
+    if total["n_skipped"]:
+        lines.append(f"skipped {total['n_skipped']} bad items (first: {first['skipped']})")
+    if total["n_clipped"]:
+        lines.append(
+            f"clipped {total['n_clipped']} boxes partly outside their image (first: {first['clipped']})"
+        )
+    if total["n_exif_oriented"]:
+        turned = total["n_exif_stored_frame"]
+        how = (
+            f"; the boxes of {turned} turned from the stored frame their annotation states" if turned else ""
+        )
+        lines.append(
+            f"{total['n_exif_oriented']} images have an EXIF orientation: used as displayed, boxes read "
+            f"as displayed{how} (data/README.md)"
+        )
+    if total["n_converted"]:
+        lines.append(
+            f"converted {total['n_converted']} images to plain RGB PNG (first: {first['converted']})"
+        )
+    if unknown:
+        lines.append(f"unknown class names (not used): {dict(sorted(unknown.items()))}")
+    return lines
+
+
+def left_out(report: ReadReport) -> str:
+    """Why images were left out, for a message: skipped (the first named), dropped, other classes."""
+    parts = []
+    if report.skipped:
+        parts.append(f"{len(report.skipped)} bad items skipped (on_error: skip; first: {report.skipped[0]})")
+    if report.n_empty_dropped:
+        parts.append(f"{report.n_empty_dropped} without a box of a task class dropped (keep_empty: false)")
+    other = sum(report.unknown_classes.values()) + sum(report.ignored_classes.values())
+    if other:
+        parts.append(f"{other} names outside the task classes")
+    return "; ".join(parts) or "none was readable"
+
+
+def read_lines(path: Path, ctx: ReadContext) -> list[tuple[int, str]]:
+    """(line number, text) of a UTF-8 list file (a BOM allowed); a line that is not UTF-8 is a
+    problem (``ctx.fail``, naming the file, line and byte) and is left out."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: not readable ({e})") from e
+    lines: list[tuple[int, str]] = []
+    for n, raw in enumerate(data.removeprefix(b"\xef\xbb\xbf").splitlines(), 1):
+        try:
+            lines.append((n, raw.decode("utf-8")))
+        except UnicodeDecodeError as e:
+            ctx.fail(f"{path}: {not_utf8(raw[e.start], n)}")
+    return lines

@@ -24,9 +24,12 @@ from vat.data.readers.common import (
     RawObject,
     ReadContext,
     find_images,
+    read_lines,
     resolve_under,
 )
 from vat.data.readers.voc import parse_voc_xml
+from vat.errors import DataError
+from vat.io import read_text
 
 SPLIT_CODES = {"1": "train", "2": "val", "3": "test"}
 BBGT_HEADER = "% bbGt"
@@ -35,9 +38,9 @@ BBGT_HEADER = "% bbGt"
 def parse_bbgt(path: Path, ctx: ReadContext) -> list[RawObject] | None:
     """Objects of one bbGt file (left top width height -> corners); None if unreadable."""
     try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        ctx.fail(f"{path}: not a readable text file ({e})")
+        lines = read_text(path).splitlines()
+    except DataError as e:
+        ctx.fail(str(e))
         return None
     if not lines or not lines[0].startswith(BBGT_HEADER):
         ctx.fail(f"{path}: line 1: expected the header '% bbGt version=3'")
@@ -60,7 +63,7 @@ def parse_bbgt(path: Path, ctx: ReadContext) -> list[RawObject] | None:
 def parse_class_list(path: Path, ctx: ReadContext) -> dict[str, str]:
     """Lower-case image file name -> split, from ExDark's imageclasslist."""
     splits: dict[str, str] = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in read_lines(path, ctx):
         parts = line.split()
         if not parts or (n == 1 and not (len(parts) >= 5 and parts[4].isdigit())):
             continue  # blank, or the header "Name | Class | Light | In/Out | Train/Val/Test"

@@ -17,6 +17,7 @@ from vat.data.readers.common import (
     RawObject,
     ReadContext,
     image_candidates,
+    read_lines,
     resolve_under,
 )
 from vat.errors import DataError
@@ -66,7 +67,7 @@ def parse_voc_xml(path: Path, ctx: ReadContext) -> VocAnnotation | None:
     return ann
 
 
-def _split_lists(main: Path) -> tuple[dict[str, str], dict[str, Path]]:
+def _split_lists(main: Path, ctx: ReadContext) -> tuple[dict[str, str], dict[str, Path]]:
     """image id -> split from ImageSets/Main; ids -> the list file naming them."""
     present = {s: main / f"{s}.txt" for s in SPLIT_FILES if (main / f"{s}.txt").is_file()}
     use = [s for s in ("train", "val", "test") if s in present]
@@ -75,7 +76,7 @@ def _split_lists(main: Path) -> tuple[dict[str, str], dict[str, Path]]:
     splits: dict[str, str] = {}
     listed_in: dict[str, Path] = {}
     for s in use:
-        for line in present[s].read_text().splitlines():
+        for _, line in read_lines(present[s], ctx):
             parts = line.split()
             if parts and parts[0] not in splits:
                 splits[parts[0]] = s
@@ -107,7 +108,7 @@ def read_voc(root: Path, ctx: ReadContext, annotations: str | None = None) -> li
         raise DataError(f"{ann_dir}: VOC annotation folder not found (expected {root}/Annotations)")
     image_dirs = voc_image_dirs(root, ann_dir)
     xmls = {p.stem: p for p in sorted(ann_dir.glob("*.xml"))}
-    splits, listed_in = _split_lists(root / "ImageSets" / "Main")
+    splits, listed_in = _split_lists(root / "ImageSets" / "Main", ctx)
     if splits:
         ids = sorted(splits)
         for i in ids:

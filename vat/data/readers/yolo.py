@@ -20,8 +20,10 @@ from pathlib import Path
 
 import yaml
 
-from vat.data.readers.common import RawItem, RawObject, ReadContext, find_images, resolve_under
+from vat.config import yaml_problem
+from vat.data.readers.common import RawItem, RawObject, ReadContext, find_images, read_lines, resolve_under
 from vat.errors import DataError
+from vat.io import read_text
 
 
 def label_path(image: Path) -> Path:
@@ -38,9 +40,9 @@ def parse_yolo_txt(
     if not path.is_file():
         return []
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        ctx.fail(f"{path}: not a readable text file ({e})")
+        text = read_text(path)
+    except DataError as e:
+        ctx.fail(str(e))
         return None
     objects: list[RawObject] = []
     for n, line in enumerate(text.splitlines(), 1):
@@ -82,9 +84,9 @@ def _names(value: object, where: Path) -> dict[int, str]:
 
 def _load_yaml(path: Path) -> dict:
     try:
-        cfg = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise DataError(f"{path}: not readable YAML ({e})") from e
+        cfg = yaml.safe_load(read_text(path))
+    except yaml.YAMLError as e:
+        raise DataError(yaml_problem(path, e)) from e
     if not isinstance(cfg, dict) or "names" not in cfg:
         raise DataError(f"{path}: expected a mapping with 'names' (and train/val/test)")
     return cfg
@@ -107,7 +109,7 @@ def _entry_images(base: Path, value: str, yaml_path: Path, ctx: ReadContext) -> 
         return find_images(p, ctx.convert_dir)
     if p.is_file() and p.suffix == ".txt":
         out = []
-        for n, line in enumerate(p.read_text().splitlines(), 1):
+        for n, line in read_lines(p, ctx):
             line = line.strip()
             if not line:
                 continue
@@ -138,7 +140,7 @@ def _from_folders(root: Path, ctx: ReadContext) -> tuple[list[tuple[Path, str | 
         raise DataError(
             f"{root}: no data.yaml, and not exactly one classes.txt or *.names file for the class names"
         )
-    names = {i: n.strip() for i, n in enumerate(lists[0].read_text().splitlines()) if n.strip()}
+    names = {i: n.strip() for i, n in enumerate(read_text(lists[0]).splitlines()) if n.strip()}
     images = root / "images" if (root / "images").is_dir() else root
     split_dirs = [s for s in ("train", "val", "test") if (images / s).is_dir()]
     if split_dirs:

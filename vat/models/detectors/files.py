@@ -26,6 +26,7 @@ from ultralytics.nn.tasks import DetectionModel, temporary_modules
 # ultralytics is imported above).
 from vat.errors import DataError
 from vat.io import save_torch
+from vat.models.checkpoints import PickledObject, describe, read_checkpoint
 
 if TYPE_CHECKING:
     from vat.models.detectors.ultralytics import FrozenDetector
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 __all__ = ["YOLO_DIR", "FORMAT_VERSION", "resolve_yaml", "build_yolo", "save_detector", "load_checkpoint"]
 
 FORMAT_VERSION = 1
+# What a detector checkpoint may be, for messages about one that is not.
+EXPECTED = "expected an ultralytics YOLO .pt, the original YOLOv5's .pt, or a detector.pt vat wrote"
 YOLO_DIR = Path(__file__).parents[1] / "yolo"  # model yamls that ship with vat (yolov8p.yaml)
 
 
@@ -121,14 +124,13 @@ def load_checkpoint(path: Path) -> tuple[DetectionModel, int | None]:
             f"{path}: detector checkpoint not found (nothing is downloaded: give a .pt path or a model yaml)"
         )
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # weights-only refuses pickled classes, garbage and truncated files alike
+        ckpt = read_checkpoint(path)  # one-line DataError for garbage, empty, truncated files
+    except PickledObject:  # a pickled model: ultralytics' own format
         if not zipfile.is_zipfile(path):
-            raise DataError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from e
+            raise
         return _load_ultralytics(path)
     if not isinstance(ckpt, Mapping) or ckpt.get("arch") != "yolo":
-        what = f"arch={ckpt.get('arch')!r}" if isinstance(ckpt, Mapping) else type(ckpt).__name__
-        raise DataError(f"{path}: not a YOLO detector checkpoint ({what})")
+        raise DataError(f"{path}: not a detector checkpoint: it holds {describe(ckpt)} ({EXPECTED})")
     try:
         yaml, names = ckpt["yaml"], list(ckpt["names"])
         model = DetectionModel(deepcopy(yaml), nc=yaml["nc"], verbose=False)
@@ -202,13 +204,18 @@ def _load_ultralytics(path: Path) -> tuple[DetectionModel, int | None]:
             torch.serialization.safe_globals(_module_classes(path)),
         ):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except DataError:
+        raise
     except Exception as e:
-        raise DataError(f"{path}: not a readable ultralytics checkpoint ({type(e).__name__}: {e})") from e
+        raise DataError(
+            f"{path}: not a readable ultralytics checkpoint ({type(e).__name__}: {_first(e)})"
+        ) from e
     if isinstance(ckpt, DetectionModel):
         ckpt = {"model": ckpt}
     model = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, Mapping) else None
     if not isinstance(model, DetectionModel):
-        raise DataError(f"{path}: no ultralytics DetectionModel inside (found {type(model).__name__})")
+        what = describe(model if isinstance(ckpt, Mapping) and model is not None else ckpt)
+        raise DataError(f"{path}: not a detector checkpoint: it holds {what} ({EXPECTED})")
     model = model.float()
     train_args = dict(ckpt.get("train_args") or {})
     model.args = {**vars(get_cfg()), **train_args}  # FrozenDetector turns this into a namespace
@@ -216,3 +223,8 @@ def _load_ultralytics(path: Path) -> tuple[DetectionModel, int | None]:
         raise DataError(f"{path}: model has no stride")
     imgsz = train_args.get("imgsz")
     return model, int(imgsz) if isinstance(imgsz, int) else None
+
+
+def _first(e: BaseException) -> str:
+    """The first non-empty line of an exception's text (torch's run over several)."""
+    return next((line.strip() for line in str(e).splitlines() if line.strip()), "no detail")

@@ -38,6 +38,7 @@ from torch import nn
 
 from vat.errors import DataError
 from vat.io import save_torch
+from vat.models.checkpoints import PickledObject, describe, read_checkpoint
 from vat.models.detectors.yolov5_loss import HYP, train_hyp
 from vat.models.detectors.yolov5_net import BN_EPS, YOLOv5Model, load_yolov5_yaml
 from vat.models.detectors.yolov5_pickle import YOLOV5_MODULES, plain_data, read_repository_checkpoint
@@ -127,10 +128,10 @@ def load_yolov5(path: Path) -> LoadedYOLOv5:
             f"{path}: detector checkpoint not found (nothing is downloaded: give a .pt path or a model yaml)"
         )
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # weights-only refuses pickled classes, garbage and truncated files alike
+        ckpt = read_checkpoint(path)  # one-line DataError for garbage, empty, truncated files
+    except PickledObject:  # a pickled model: the YOLOv5 repository's own format
         if not zipfile.is_zipfile(path):
-            raise DataError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from e
+            raise
         return _from_repository(path)
     arch = ckpt.get("arch") if isinstance(ckpt, Mapping) else None
     if (
@@ -138,8 +139,7 @@ def load_yolov5(path: Path) -> LoadedYOLOv5:
         or arch not in (None, "yolov5")
         or not {"state_dict", "yaml"} <= set(ckpt)
     ):
-        what = f"arch={arch!r}" if isinstance(ckpt, Mapping) else type(ckpt).__name__
-        raise DataError(f"{path}: not a YOLOv5 detector checkpoint ({what})")
+        raise DataError(f"{path}: not a YOLOv5 detector checkpoint: it holds {describe(ckpt)}")
     model = _assemble(path, ckpt)
     imgsz = ckpt.get("imgsz")
     hyp = _gains(ckpt.get("hyp"))
@@ -194,7 +194,8 @@ def checkpoint_family(path: Path) -> str:
     try:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
     except Exception as e:  # not a torch archive
-        raise DataError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from e
+        detail = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        raise DataError(f"{path}: a zip archive, but not a torch checkpoint ({detail})") from e
     if any(n.startswith("ultralytics.") for n in names):
         return "yolo"
     if any(n.rpartition(".")[0] in YOLOV5_MODULES for n in names):

@@ -45,7 +45,7 @@ from vat.models.restorers.dcp import DCP, Identity, box_filter, guided_filter
 from vat.models.restorers.folder import FOLDER_EXTENSIONS, FolderRestorer
 from vat.models.restorers.sci import SCI, TRAIN_ONLY_CONFIG, SCILoss, SCITrain
 from vat.models.restorers.weights import filter_state_dict, load_state, remap_for, save_checkpoint
-from vat.models.tiling import restore_tiled
+from vat.models.tiling import Steps, drain, restore_tiled_steps
 
 __all__ = [
     "AODNet",
@@ -68,6 +68,7 @@ __all__ = [
     "load_restorer",
     "load_weights",
     "restore_image",
+    "restore_image_steps",
     "save_checkpoint",
 ]
 
@@ -160,11 +161,24 @@ def restore_image(
     A network runs tiled on ``device`` (default: where its parameters are, else CPU); a
     :class:`FolderRestorer` looks the id up and checks the size matches.
     """
+    return drain(restore_image_steps(restorer, image, image_id, device=device, tile=tile, overlap=overlap))
+
+
+def restore_image_steps(
+    restorer: nn.Module | FolderRestorer,
+    image: np.ndarray,
+    image_id: str,
+    *,
+    device: torch.device | str | None = None,
+    tile: int = 512,
+    overlap: int = 32,
+) -> Steps[np.ndarray]:
+    """:func:`restore_image`, yielding once per tile a network runs on (none for a folder)."""
     if isinstance(restorer, FolderRestorer):
         return restorer.load(image_id, size=(image.shape[1], image.shape[0]))
     if device is None:
         p = next(restorer.parameters(), None)
         device = p.device if p is not None else torch.device("cpu")
     x = torch.from_numpy(to_float(image)).permute(2, 0, 1)[None].to(device)  # (1, 3, H, W)
-    y = restore_tiled(restorer, x, tile=tile, overlap=overlap)
+    y = yield from restore_tiled_steps(restorer, x, tile=tile, overlap=overlap)
     return to_uint8(y[0].permute(1, 2, 0).float().cpu().numpy())
