@@ -15,7 +15,7 @@ Writes:  reports/report/report.md, reports/report/report.html, and the studies' 
 
 from __future__ import annotations
 
-from stages._ui import console, friendly_errors
+from stages._ui import finish, friendly_errors
 from vat.eval.render import to_html, to_markdown
 from vat.eval.report import blocks
 from vat.io import write_text
@@ -41,4 +41,4 @@ def run(layout: Layout = MAIN) -> dict:
 def command() -> None:
     """Write reports/report/report.md and report.html: paper-shaped tables from the stages' metrics."""
     r = run()
-    console.print(f"report: {r['blocks']} blocks -> {r['markdown']}, {r['html']}")
+    finish(f"report: {r['blocks']} blocks -> {r['markdown']}, {r['html']}")

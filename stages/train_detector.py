@@ -21,7 +21,7 @@ from pathlib import Path
 
 import typer
 
-from stages._ui import Track, console, friendly_errors, no_track, rich_track
+from stages._ui import Track, finish, friendly_errors, no_track, rich_track
 from vat.config import CommonParams, load_common, load_section
 from vat.data.images import resolve_device
 from vat.data.manifest import read_manifest
@@ -64,7 +64,7 @@ def command(
     params = load_section(TrainDetectorParams, "train_detector", params_file)
     m = run(common, params, device=device, track=rich_track)
     key = "clean_accuracy" if common.task == "classify" else "clean_map50"
-    console.print(
+    finish(
         f"train_detector: {params.model} ({'trained' if m['trained'] else 'as given'}), "
         f"val {key} {m.get('val_' + key)}, test {m.get('test_' + key)} -> {MAIN.models}"
     )

@@ -67,3 +67,9 @@ def test_missing_input_is_named(tmp_path):
     assert proc.returncode == 2
     assert "data/prepare/manifest.parquet: manifest not found" in proc.stderr
     assert not (tmp_path / "data" / "degrade").exists()
+
+
+def test_wall_time_reads_as_a_person_reads_it():
+    from stages._ui import wall_time
+
+    assert wall_time(4.24) == "4.2 s" and wall_time(41.4) == "41 s" and wall_time(185) == "3 min 05 s"
