@@ -615,3 +615,10 @@ def test_real_sets_are_checked():
         RealSet(source="voc", root=None, annotations=None, split="all", degrade=None)
     with pytest.raises(ValueError, match="and degrade: null"):
         RealSet(source="voc", root="x", annotations=None, split="all", degrade="haze")
+
+
+def test_sample_pictures_name_the_method_that_made_them():
+    from vat.train.loop import VatObjective
+    from vat.train.unpaired import CycleGANObjective
+
+    assert VatObjective.title == "VaT" and CycleGANObjective.title == "Unpaired"
