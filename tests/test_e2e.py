@@ -162,6 +162,8 @@ def test_tiny_gives_small_but_real_results(repo):
     dst, _, _ = repo
     det = json.loads((dst / "reports/train_detector/metrics.json").read_text())
     assert det["test_clean_map50"] > 0.005 and det["val_clean_map50"] > 0.005
+    details = json.loads((dst / "reports/train_detector/details.json").read_text())
+    assert "history" not in det and len(details["history"]) == 40  # long tables beside the metrics
     tr = json.loads((dst / "reports/train_restorer/metrics.json").read_text())
     assert tr["psnr_restored"] > tr["psnr_degraded"]
     pl = json.loads((dst / "reports/pseudolabel/metrics.json").read_text())
