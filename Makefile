@@ -13,6 +13,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	# tests only: YOLOv5's reference code, to cross-check our port of it (its deps are not needed)
 	$(VENV)/bin/pip install -q --no-deps yolov5==7.0.14
+	# `dvc plots show` offline: vega's JavaScript inlined into .dvc/plots/offline.html
+	$(VENV)/bin/python -m vat.plots_template
 	touch $@
 
 install: $(VENV)/.installed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
@@ -38,6 +39,35 @@ def rich_track(items: Iterable[T], description: str = "", total: int | None = No
         for item in items:
             yield item
             progress.advance(task)
+
+
+def _started() -> float:
+    """When this process started (its imports count: the user waits for them too)."""
+    try:
+        import psutil
+
+        return psutil.Process().create_time()
+    except Exception:  # no /proc: from the first import of this module
+        return _IMPORTED
+
+
+_IMPORTED = time.time()
+
+
+def wall_time(seconds: float) -> str:
+    """``seconds`` as a person reads it: 4.2 s, 41 s, 3 min 05 s."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    m, s = divmod(round(seconds), 60)
+    return f"{m} min {s:02d} s"
+
+
+def finish(text: str) -> None:
+    """A command's last line: ``text`` and the wall time of the whole process so far, imports
+    included (so a `dvc repro` log shows where the time went, stage by stage)."""
+    console.print(f"{text} ({wall_time(time.time() - _started())})")
 
 
 def friendly_errors(fn: Callable) -> Callable:

@@ -28,7 +28,7 @@ from pathlib import Path
 import typer
 
 from stages import _compose
-from stages._ui import console, friendly_errors, rich_track, speed_options
+from stages._ui import finish, friendly_errors, rich_track, speed_options
 from vat.config import load_common, read_yaml
 from vat.eval.paper import TABLE4
 from vat.io import write_json
@@ -69,4 +69,4 @@ def command(
         return
     changed = ", ".join(f"{k}={v}" for k, v in m["changes"].items()) or "nothing"
     summary = _compose.stage("train").summary(m)
-    console.print(f"ablate {row} ({changed}): {summary} -> {MAIN.ablation(row).translator()}")
+    finish(f"ablate {row} ({changed}): {summary} -> {MAIN.ablation(row).translator()}")

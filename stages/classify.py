@@ -31,7 +31,7 @@ from typing import Any
 import typer
 
 from stages import _compose
-from stages._ui import console, friendly_errors, rich_track
+from stages._ui import console, finish, friendly_errors, rich_track
 from vat.config import CommonParams, from_dict, merge, read_yaml
 from vat.data.degradations import DegradeParams
 from vat.data.sources import PrepareParams
@@ -181,10 +181,10 @@ def command(
     """Task 2: the whole pipeline again as low-light classification (the paper's Fig. 6, Table 4 Task 2)."""
     m = run(params_file, device=device)
     if not m.get("run", True):
-        console.print(f"classify: not run ({m['why']}) -> {task_layout(MAIN).reports}/metrics.json")
+        finish(f"classify: not run ({m['why']}) -> {task_layout(MAIN).reports}/metrics.json")
         return
     for name, v in m["methods"].items():
         auc = "-" if v["mean_auc"] is None else f"{v['mean_auc']:.4f}"
         console.print(f"classify: {name:45s} accuracy {v['accuracy']:.4f}, mean AUC {auc}")
     rep = task_layout(MAIN).report("evaluate")
-    console.print(f"classify: -> {rep}/ (table.md, roc.png), {task_layout(MAIN).reports}/metrics.json")
+    finish(f"classify: -> {rep}/ (table.md, roc.png), {task_layout(MAIN).reports}/metrics.json")

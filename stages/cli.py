@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import re
+import textwrap
 
 import typer
 
@@ -51,7 +53,17 @@ def _help(module) -> str:
     summary = inspect.getdoc(module.command).split("\n\n")[0]
     doc = inspect.getdoc(module) or ""
     io = doc[doc.index("Reads:") :] if "Reads:" in doc else ""
-    return summary + ("\n\n\b\n" + io if io else "")  # \b: click keeps these lines as they are
+    return summary + ("\n\n\b\n" + _fit(io) if io else "")  # \b: click keeps these lines as they are
+
+
+def _fit(block: str, width: int = 78) -> str:
+    """``block``'s lines wrapped to ``width`` (click indents by 2: 80 columns), each continuation
+    under its line's text column (after ``Reads:`` or a path and its spaces)."""
+    out = []
+    for line in block.splitlines():
+        col = re.match(r"^\s*(\S+:\s+|\S+\s{2,})?", line).end() if len(line) > width else 0
+        out += textwrap.wrap(line, width, subsequent_indent=" " * min(col, width // 2)) or [""]
+    return "\n".join(out)
 
 
 for _stage in (inputs, prepare, degrade, train_restorer, restore, train_detector, pseudolabel, train,

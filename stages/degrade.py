@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import typer
 
-from stages._ui import Track, console, friendly_errors, no_track, rich_track
+from stages._ui import Track, finish, friendly_errors, no_track, rich_track
 from vat.config import CommonParams, load_common, load_section
 from vat.data.degradations import DegradeParams, degrade_record
 from vat.data.manifest import Manifest, read_manifest, write_manifest
@@ -102,7 +102,7 @@ def command(
     common = load_common(params_file)
     params = load_section(DegradeParams, "degrade", params_file)
     metrics = run(common, params, track=rich_track)
-    console.print(
+    finish(
         f"degrade: {metrics['images']} images, method {params.method}, "
         f"mean PSNR to clean {metrics['psnr_to_clean_mean']} dB -> {MAIN.out('degrade')}"
     )

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import typer
 
-from stages._ui import Track, console, friendly_errors, no_track, rich_track
+from stages._ui import Track, console, finish, friendly_errors, no_track, rich_track
 from vat.config import CommonParams, load_common, load_section
 from vat.eval.scoring import EvaluateParams, evaluate, has_clean_pairs, methods
 from vat.layout import MAIN, Layout
@@ -61,3 +61,5 @@ def command(
     key = "accuracy" if common.task == "classify" else "map50"
     for name, v in result["methods"].items():
         console.print(f"evaluate: {name:45s} {result['metric']} {v[key]:.4f}")
+    finish(f"evaluate: {len(result['methods'])} methods on {result['images']} {params.split} images "
+           f"-> {MAIN.report('evaluate')}/")  # fmt: skip

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import typer
 
-from stages._ui import console, friendly_errors
+from stages._ui import finish, friendly_errors
 from vat.config import read_yaml
 from vat.inputs import CACHE, SECTIONS, fingerprint, stage_paths
 from vat.io import atomic_dir, write_json
@@ -49,7 +49,7 @@ def command(
     size = sum(v.get("bytes", 0) for v in found.values()) / 1e6
     missing = sorted(p for p, v in found.items() if v.get("missing"))
     note = f"; missing: {', '.join(missing)}" if missing else ""
-    console.print(
+    finish(
         f"inputs: {len(found)} paths, {files} files, {size:.1f} MB fingerprinted in "
         f"{time.perf_counter() - t0:.1f} s{note} -> {MAIN.out('inputs')}/"
     )

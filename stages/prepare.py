@@ -19,7 +19,7 @@ from pathlib import Path
 
 import typer
 
-from stages._ui import Track, console, friendly_errors, no_track, rich_track
+from stages._ui import Track, console, finish, friendly_errors, no_track, rich_track
 from vat.config import CommonParams, load_common, load_section
 from vat.data.manifest import Manifest, write_manifest
 from vat.data.readers.common import notes
@@ -72,7 +72,7 @@ def command(
     params = load_section(PrepareParams, "prepare", params_file)
     metrics = run(common, params, track=rich_track)
     s = metrics["splits"]
-    console.print(
+    finish(
         f"prepare: {metrics['images']} images from {params.source} "
         f"(train {s['train']['images']}, val {s['val']['images']}, test {s['test']['images']}) "
         f"-> {MAIN.clean}"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import typer
 
-from stages._ui import Track, console, friendly_errors, no_track, rich_track
+from stages._ui import Track, finish, friendly_errors, no_track, rich_track
 from vat.config import CommonParams, load_common, load_section
 from vat.data.images import resolve_device
 from vat.io import atomic_dir, write_json
@@ -74,15 +74,15 @@ def command(
     params = load_section(PseudolabelParams, "pseudolabel", params_file)
     m = run(common, params, device=device, batch=batch, track=rich_track)
     if common.task == "classify":
-        console.print(f"pseudolabel: {m['labels']} labels, accuracy {m['accuracy_before_filter']} -> "
+        finish(f"pseudolabel: {m['labels']} labels, accuracy {m['accuracy_before_filter']} -> "
                       f"{m['accuracy_after_filter']} after the filter -> {MAIN.pseudolabels}")  # fmt: skip
     else:
         b, a = m["before_filter"], m["after_filter"]
         if "quality" in m:  # no labels on the training images
             counts = f"{b['boxes']} -> {a['boxes']} boxes on degraded images"
-            console.print(f"pseudolabel: {counts} ({m['quality']}) -> {MAIN.pseudolabels}")
+            finish(f"pseudolabel: {counts} ({m['quality']}) -> {MAIN.pseudolabels}")
             return
         auroc = m["auroc_correct_vs_wrong"].get("epistemic")
-        console.print(f"pseudolabel: {b['boxes']} -> {a['boxes']} boxes on degraded images, precision "
+        finish(f"pseudolabel: {b['boxes']} -> {a['boxes']} boxes on degraded images, precision "
                       f"{b['precision']} -> {a['precision']}, recall {b['recall']} -> {a['recall']}, "
                       f"AUROC {auroc} -> {MAIN.pseudolabels}")  # fmt: skip

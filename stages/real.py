@@ -36,7 +36,7 @@ from typing import Literal
 import typer
 
 from stages import _compose
-from stages._ui import console, friendly_errors, rich_track
+from stages._ui import console, finish, friendly_errors, rich_track
 from vat.config import CommonParams, from_dict, load_common, load_section, read_yaml
 from vat.data.degradations import DegradeParams
 from vat.data.manifest import Manifest, read_manifest, write_manifest
@@ -166,4 +166,4 @@ def command(
     for name, s in m.items():
         for method, v in s["methods"].items():
             console.print(f"real {name}: {method:40s} mAP@0.5 {v['map50']:.4f}, NIQE {v['niqe']}")
-    console.print(f"real: {len(m)} sets -> {MAIN.report('real')}/")
+    finish(f"real: {len(m)} sets -> {MAIN.report('real')}/")

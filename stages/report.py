@@ -4,7 +4,8 @@ Tables shaped like the paper's Table 1 (detection, per class, mAP@0.5), Table 2 
 quality), Table 4 (ablations, both tasks) and Task 2's accuracy and ROC (Fig. 6), with the
 paper's own numbers beside ours (vat/eval/report.py, vat/eval/report_sections.py).
 
-Reads:   reports/<stage>/metrics.json of prepare, degrade, train_restorer, train_detector,
+Reads:   params.yaml [common] (the profile's name);
+         reports/<stage>/metrics.json of prepare, degrade, train_restorer, train_detector,
          pseudolabel, restore, train, unpaired, evaluate; reports/{ablate,study}/*/metrics.json;
          reports/evaluate/grid.png, reports/train/samples.png, reports/unpaired/samples.png;
          reports/classify/ (Task 2: metrics.json, evaluate/metrics.json, evaluate/roc.png);
@@ -15,18 +16,23 @@ Writes:  reports/report/report.md, reports/report/report.html, and the studies' 
 
 from __future__ import annotations
 
-from stages._ui import console, friendly_errors
+from pathlib import Path
+
+import typer
+
+from stages._ui import finish, friendly_errors
+from vat.config import load_common
 from vat.eval.render import to_html, to_markdown
 from vat.eval.report import blocks
 from vat.io import write_text
 from vat.layout import MAIN, Layout
 
 
-def run(layout: Layout = MAIN) -> dict:
-    """Write the report from ``layout``'s reports; returns where it went."""
+def run(layout: Layout = MAIN, profile: str | None = None) -> dict:
+    """Write the report from ``layout``'s reports, naming ``profile``; returns where it went."""
     from vat.eval.viz import scatter_plot
 
-    bs = blocks(layout.reports)
+    bs = blocks(layout.reports, profile)
     out = layout.report("report")
     out.mkdir(parents=True, exist_ok=True)
     for b in bs:
@@ -38,7 +44,9 @@ def run(layout: Layout = MAIN) -> dict:
 
 
 @friendly_errors
-def command() -> None:
+def command(
+    params_file: Path = typer.Option(Path("params.yaml"), "--params", help="params file to read"),
+) -> None:
     """Write reports/report/report.md and report.html: paper-shaped tables from the stages' metrics."""
-    r = run()
-    console.print(f"report: {r['blocks']} blocks -> {r['markdown']}, {r['html']}")
+    r = run(profile=load_common(params_file).profile)
+    finish(f"report: {r['blocks']} blocks -> {r['markdown']}, {r['html']}")

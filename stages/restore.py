@@ -20,7 +20,7 @@ from pathlib import Path
 
 import typer
 
-from stages._ui import Track, console, friendly_errors, no_track, rich_track
+from stages._ui import Track, finish, friendly_errors, no_track, rich_track
 from vat.config import CommonParams, load_common, load_section
 from vat.data.images import resolve_device, same_size_batches
 from vat.data.manifest import Manifest, read_manifest, write_manifest
@@ -90,7 +90,7 @@ def command(
     params = load_section(RestoreParams, "restore", params_file)
     m = run(common, params, device=device, batch=batch, track=rich_track)
     test = m.get("test", {})
-    console.print(
+    finish(
         f"restore: {m['images']} images at {m['images_per_s']} img/s; test PSNR "
         f"{test.get('psnr_degraded')} -> {test.get('psnr_restored')} dB -> {MAIN.out('restore')}"
     )

@@ -25,7 +25,7 @@ from pathlib import Path
 import typer
 
 from stages import _compose
-from stages._ui import console, friendly_errors, rich_track
+from stages._ui import finish, friendly_errors, rich_track
 from vat.config import load_common, load_section
 from vat.errors import ParamsError
 from vat.io import write_json
@@ -99,7 +99,7 @@ def command(
     """Run restore, pseudolabel and train again behind another restorer R (the paper's Fig. 8 left)."""
     m = run(restorer, params_file, device=device)
     t = m["test"]
-    console.print(
+    finish(
         f"study {restorer}: test PSNR {t.get('psnr_degraded')} -> {t.get('psnr_restored')} dB; VaT selected "
         f"epoch {m['selected']['epoch']} -> {study_layout(MAIN, restorer).translator()}"
     )

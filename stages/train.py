@@ -39,7 +39,7 @@ from pathlib import Path
 
 import typer
 
-from stages._ui import Track, console, friendly_errors, no_track, rich_track, speed_options
+from stages._ui import Track, console, finish, friendly_errors, no_track, rich_track, speed_options
 from vat.config import CommonParams, load_common, load_section
 from vat.layout import MAIN, Layout
 from vat.train.config import TrainParams
@@ -125,6 +125,6 @@ def command(
         return
     if m.get("resumed_from_stale"):
         console.print(f"train: a state for other params/inputs was moved to {m['resumed_from_stale']}")
-    console.print(
+    finish(
         f"train: {m['translator']} ({m['params_inference'] / 1e6:.3f}M), {summary(m)} -> {MAIN.translator()}"
     )

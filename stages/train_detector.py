@@ -12,7 +12,8 @@ Reads:   params.yaml [common, train_detector]; data/prepare/ (clean images and l
 Writes:  data/train_detector/detector.pt         (detection) D in our weights-only format
          data/train_detector/classifier.pt       (classify) small CNN, or a CLIP spec
          data/train_detector/inputs.json         the fingerprint of your weights (stages/inputs.py)
-         reports/train_detector/metrics.json     clean val and test mAP@0.5 (or accuracy), history
+         reports/train_detector/metrics.json     clean val and test mAP@0.5 (or accuracy)
+         reports/train_detector/details.json     per-epoch history, per-class AP (not a DVC metric)
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import typer
 
-from stages._ui import Track, console, friendly_errors, no_track, rich_track
+from stages._ui import Track, finish, friendly_errors, no_track, rich_track
 from vat.config import CommonParams, load_common, load_section
 from vat.data.images import resolve_device
 from vat.data.manifest import read_manifest
@@ -50,8 +51,12 @@ def run(
         record(section_paths("train_detector", params), tmp, layout.data)  # your weights' fingerprint
     reports = layout.report("train_detector")
     reports.mkdir(parents=True, exist_ok=True)
+    # The declared metrics file keeps the headline numbers (`dvc metrics show` stays narrow);
+    # the per-epoch history and the per-class APs go beside it.
+    details = {k: metrics.pop(k) for k in ("history", "val_clean_ap50", "test_clean_ap50") if k in metrics}
     write_json(metrics, reports / "metrics.json")
-    return metrics
+    write_json(details, reports / "details.json")
+    return metrics | details
 
 
 @friendly_errors
@@ -64,7 +69,7 @@ def command(
     params = load_section(TrainDetectorParams, "train_detector", params_file)
     m = run(common, params, device=device, track=rich_track)
     key = "clean_accuracy" if common.task == "classify" else "clean_map50"
-    console.print(
+    finish(
         f"train_detector: {params.model} ({'trained' if m['trained'] else 'as given'}), "
         f"val {key} {m.get('val_' + key)}, test {m.get('test_' + key)} -> {MAIN.models}"
     )

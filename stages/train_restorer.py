@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import typer
 
-from stages._ui import Track, console, friendly_errors, no_track, rich_track
+from stages._ui import Track, finish, friendly_errors, no_track, rich_track
 from vat.config import CommonParams, load_common, load_section
 from vat.data.images import pair_records, resolve_device
 from vat.data.manifest import read_manifest
@@ -102,7 +102,7 @@ def command(
     common = load_common(params_file)
     params = load_section(TrainRestorerParams, "train_restorer", params_file)
     m = run(common, params, device=device, track=rich_track)
-    console.print(
+    finish(
         f"train_restorer: {params.arch} ({'trained' if m['trained'] else 'as given'}), test PSNR "
         f"degraded {m.get('psnr_degraded')} dB -> restored {m.get('psnr_restored')} dB -> "
         f"{MAIN.out('train_restorer')}"

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import typer
 
-from stages._ui import Track, console, friendly_errors, no_track, rich_track
+from stages._ui import Track, finish, friendly_errors, no_track, rich_track
 from vat.config import CommonParams, load_common, load_section
 from vat.layout import MAIN, Layout
 from vat.train.config import TrainParams, UnpairedParams
@@ -85,7 +85,7 @@ def command(
     m = run(common, train, params, device=device, track=rich_track)
     sel = m["selected"]
     score = f", val mAP@0.5 {sel['val_map50']:.4f}" if "val_map50" in sel else ""
-    console.print(
+    finish(
         f"unpaired: {m['translator']} ({m['params_inference'] / 1e6:.3f}M) + critics "
         f"({m['params_critics'] / 1e6:.3f}M), {m['steps']} steps at {m['images_per_second']} img/s; "
         f"selected epoch {sel['epoch']} ({sel['selected']}{score}) -> {MAIN.translator('unpaired')}"

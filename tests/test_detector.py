@@ -361,3 +361,14 @@ def test_ultralytics_checkpoint_with_other_objects_is_refused(det, tmp_path):
     torch.save({"model": deepcopy(det.model), "extra": argparse.Namespace(a=1)}, path)
     with pytest.raises(DataError, match="refusing to unpickle 'argparse.Namespace'"):
         FrozenDetector(path)
+
+
+def test_ultralytics_caching_bars_are_off_while_it_trains():
+    """Its image-caching bar ignores YOLO_VERBOSE and writes colour codes into logs."""
+    import ultralytics.data.base as base
+
+    from vat.models.training import _quiet_bars
+
+    with _quiet_bars():
+        assert base.TQDM(range(3), disable=False).disable
+    assert not base.TQDM(range(3), disable=False).disable  # put back afterwards

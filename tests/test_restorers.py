@@ -412,3 +412,12 @@ def test_sci_training_reduces_loss_and_exports_enhance_only(tmp_path):
         assert torch.equal(model.to_inference()(x), want)
     resumed = load_weights(SCITrain(), path, "sci")
     assert torch.equal(resumed.calibrate.out_conv[0].weight, model.calibrate.out_conv[0].weight)
+
+
+def test_aodnet_init_starts_near_its_input():
+    """The last bias at 1 makes J = K (I - 1) + b start near I (the public init starts at a
+    white image, which a short training cannot bring back above the hazy input's PSNR)."""
+    model = AODNet().init_weights(torch.Generator().manual_seed(0)).eval()
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert (model(x) - x).abs().mean() < 0.05  # white would be ~0.5 away

@@ -638,3 +638,10 @@ def test_gate_has_its_own_learning_rate():
     step = {n: float((p.detach() - before[n]).abs().max()) for n, p in model.named_parameters()}
     assert step["gate.to_weight.bias"] == pytest.approx(2e-2, rel=1e-3)
     assert step["t_a.output.weight"] == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_sample_pictures_name_the_method_that_made_them():
+    from vat.train.loop import VatObjective
+    from vat.train.unpaired import CycleGANObjective
+
+    assert VatObjective.title == "VaT" and CycleGANObjective.title == "Unpaired"

@@ -44,3 +44,8 @@ def command(
     """
     backup = run(name, out=out)
     console.print(f"profile {name} -> {out}" + (f" (previous kept as {backup})" if backup else ""))
+    if name != "default" and Path("reports/report/report.md").is_file():
+        console.print(
+            "profile: `dvc repro` will replace the committed results (reports/, dvc.lock); "
+            "`git checkout -- reports dvc.lock params.yaml` brings them back (README, quick start)"
+        )

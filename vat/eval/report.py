@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from vat.eval import noise
 from vat.eval.paper import HAZE_CLASSES, PAPER_TABLE1
 
 # The report's method labels and the evaluate row names they stand for (by prefix).
@@ -48,15 +49,16 @@ def ours_rows(methods: dict, labels: tuple[str, ...] = tuple(METHOD_PREFIX)) -> 
     return {label: ours_row(methods, METHOD_PREFIX[label]) for label in labels}
 
 
-def blocks(reports: Path) -> list[tuple]:
+def blocks(reports: Path, profile: str | None = None) -> list[tuple]:
     """The report as blocks: ("h", level, text), ("p", text), ("table", header, rows),
-    ("img", src, caption), ("plot", png name, series, xlabel, ylabel, title, xlog, caption)."""
+    ("img", src, caption), ("plot", png name, series, xlabel, ylabel, title, xlog, caption);
+    ``profile``: the params profile the run came from, named at the top."""
     names = ("evaluate", "train", "train_restorer", "pseudolabel", "train_detector", "prepare")
     ev, tr, rs, pl, det, prep = (load_metrics(reports, n) for n in names)
     out: list[tuple] = [("h", 1, "VaT run report")]
     if ev is None:
         return out + [("p", "reports/evaluate/metrics.json is missing: run `vat evaluate` first.")]
-    out += [("p", setting(ev, prep, rs, det))]
+    out += [("p", noise.header(profile, prep, ev, noise.of_run(reports))), ("p", setting(ev, prep, rs, det))]
 
     methods = ev["methods"]
     ours = ours_rows(methods)
@@ -149,7 +151,7 @@ def _table1(reports: Path, methods: dict, ours: dict) -> list[tuple]:
         "the ordering the paper reports, not a target value for another setting."
     )
     out.append(("p", note))
-    out.append(("p", _ordering(ours)))
+    out.append(("p", _ordering(ours, noise.of_run(reports)[0])))
     if (reports / "evaluate/grid.png").is_file():
         out.append(
             (
@@ -280,22 +282,25 @@ def _facts(
     return out
 
 
-def _ordering(ours: dict) -> str:
+def _ordering(ours: dict, res: float) -> str:
+    """Our methods best first (``≈`` within noise, ``res``) beside the paper's, and its two claims."""
     scored = {
         k: v["map50"] for k, v in ours.items() if v is not None and "Clean" not in k and "last" not in k
     }
-    order = " > ".join(f"{k} ({100 * v:.2f})" for k, v in sorted(scored.items(), key=lambda kv: -kv[1]))
+    order = noise.ordering(scored, res)
     paper = {k: v["voch"][-1] for k, v in PAPER_TABLE1.items()}
     p_order = " > ".join(f"{k} ({v:.2f})" for k, v in sorted(paper.items(), key=lambda kv: -kv[1]))
     missing = [k for k, v in ours.items() if v is None]
-    text = f"Ordering here: {order}. Paper, VOCh-test: {p_order}."
+    text = f"Ordering here (≈: within noise): {order}. Paper, VOCh-test: {p_order}."
     vat, cyc, base = (ours.get(k) for k in ("VaT", "CycleGAN-style unpaired", "Baseline (R + D)"))
     if vat and cyc and base:
         claims = [("VaT", "CycleGAN-style unpaired", vat, cyc), ("VaT", "Baseline (R + D)", vat, base)]
-        held = [f"{a} > {b}" for a, b, x, y in claims if x["map50"] > y["map50"]]
+        said = {True: "holds", False: "does not hold", None: "within noise"}
+        verdicts = [f"{a} > {b} {said[noise.beats(x['map50'], y['map50'], res)]}" for a, b, x, y in claims]
+        held = sum(noise.beats(x["map50"], y["map50"], res) is True for *_, x, y in claims)
         text += (
             f" The paper's claim of VaT above unpaired translation and above the restorer baseline: "
-            f"{len(held)} of 2 hold here" + (f" ({'; '.join(held)})." if held else ".")
+            f"{held} of 2 hold here beyond noise ({'; '.join(verdicts)})."
         )
     if missing:
         text += f" Not run, so not in the ordering: {', '.join(missing)}."

@@ -8,6 +8,7 @@ crops, or an open_clip model wrapped (``clip:<model name>`` with a local weights
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import tempfile
@@ -85,6 +86,25 @@ def fit_detector(common, params: TrainDetectorParams, clean: Manifest, tmp: Path
     return metrics
 
 
+@contextlib.contextmanager
+def _quiet_bars():
+    """ultralytics' image-caching bars ignore its verbosity and write colour codes and line
+    clears even into a log file: off while it trains (our own bar counts the epochs)."""
+    import ultralytics.data.base as base
+    import ultralytics.data.dataset as dataset
+
+    class Quiet(base.TQDM):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **(kwargs | {"disable": True}))
+
+    saved = base.TQDM, dataset.TQDM
+    base.TQDM = dataset.TQDM = Quiet
+    try:
+        yield
+    finally:
+        base.TQDM, dataset.TQDM = saved
+
+
 def train_yolo(common, params, clean: Manifest, dev, track):
     """ultralytics' trainer on a YOLO-format view of the clean train / val splits."""
     from ultralytics import YOLO, settings
@@ -108,30 +128,31 @@ def train_yolo(common, params, clean: Manifest, dev, track):
         # ultralytics runs its own loop (verbose off); a rich bar advances once per epoch.
         epochs = iter(track(range(params.epochs), f"train_detector {Path(params.model).stem}", params.epochs))
         model.add_callback("on_fit_epoch_end", lambda _trainer: next(epochs, None))
-        model.train(
-            data=str(data),
-            epochs=params.epochs,
-            imgsz=params.imgsz,
-            batch=params.batch,
-            optimizer=params.optimizer,
-            lr0=params.lr0,
-            warmup_epochs=params.warmup_epochs,
-            mosaic=params.mosaic,
-            close_mosaic=params.close_mosaic,
-            device="cpu" if dev.type == "cpu" else str(dev.index or 0),
-            workers=min(4, os.cpu_count() or 1),
-            # Decoded images in RAM when they fit: speed only, the same batches either way.
-            cache="ram" if sum(3 * r.width * r.height for r in clean.records) < 2 << 30 else False,
-            seed=item_seed(common.seed, "train_detector") % (2**31),
-            deterministic=True,
-            pretrained=False,
-            amp=False,  # its AMP check downloads a model
-            plots=False,
-            verbose=False,
-            project=str(Path(work) / "runs"),
-            name="train",
-            exist_ok=True,
-        )
+        with _quiet_bars():
+            model.train(
+                data=str(data),
+                epochs=params.epochs,
+                imgsz=params.imgsz,
+                batch=params.batch,
+                optimizer=params.optimizer,
+                lr0=params.lr0,
+                warmup_epochs=params.warmup_epochs,
+                mosaic=params.mosaic,
+                close_mosaic=params.close_mosaic,
+                device="cpu" if dev.type == "cpu" else str(dev.index or 0),
+                workers=min(4, os.cpu_count() or 1),
+                # Decoded images in RAM when they fit: speed only, the same batches either way.
+                cache="ram" if sum(3 * r.width * r.height for r in clean.records) < 2 << 30 else False,
+                seed=item_seed(common.seed, "train_detector") % (2**31),
+                deterministic=True,
+                pretrained=False,
+                amp=False,  # its AMP check downloads a model
+                plots=False,
+                verbose=False,
+                project=str(Path(work) / "runs"),
+                name="train",
+                exist_ok=True,
+            )
         next(epochs, None)  # finish the bar
         best = Path(model.trainer.best)
         history = history_of(Path(model.trainer.save_dir) / "results.csv")

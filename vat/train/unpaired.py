@@ -124,7 +124,7 @@ class CycleGANObjective:
     (:func:`generator_loss`) and Adam step, then the critics' (:func:`critic_loss`), each
     critic shown fakes from its :class:`HistoryPool`. Single process, fp32."""
 
-    title = "VaT"
+    title = "Unpaired"  # the sample pictures name the baseline, not VaT
     bf16_val = False
 
     def __init__(self, model, params, train_params, seed: int, device: torch.device) -> None:
