@@ -40,6 +40,16 @@ def rich_track(items: Iterable[T], description: str = "", total: int | None = No
             progress.advance(task)
 
 
+def sayer(prefix: str) -> Callable[[str], None]:
+    """A function that prints one line for the user, ``prefix: line`` (what a library
+    function is given as ``say``)."""
+
+    def say(line: str) -> None:
+        console.print(f"{prefix}: {line}", highlight=False, soft_wrap=True)
+
+    return say
+
+
 def friendly_errors(fn: Callable) -> Callable:
     """Turn VatError into one red line and exit status 2 instead of a traceback."""
 

@@ -26,7 +26,7 @@ from vat.config import CommonParams, load_common, load_section
 from vat.data.images import resolve_device
 from vat.data.manifest import read_manifest
 from vat.inputs import record, section_paths
-from vat.io import atomic_dir, write_json
+from vat.io import atomic_dirs, final_names, write_json
 from vat.layout import MAIN, Layout
 from vat.models.training import TrainDetectorParams, fit_classifier, fit_detector
 
@@ -45,12 +45,11 @@ def run(
     clean = read_manifest(layout.clean)
     dev = resolve_device(device)
     fit = fit_classifier if common.task == "classify" else fit_detector
-    with atomic_dir(layout.out("train_detector")) as tmp:
-        metrics = fit(common, params, clean, tmp, dev, track)
+    out = layout.out("train_detector")
+    with atomic_dirs(out, layout.report("train_detector")) as (tmp, rtmp):
+        metrics = final_names(fit(common, params, clean, tmp, dev, track), tmp, out)
         record(section_paths("train_detector", params), tmp, layout.data)  # your weights' fingerprint
-    reports = layout.report("train_detector")
-    reports.mkdir(parents=True, exist_ok=True)
-    write_json(metrics, reports / "metrics.json")
+        write_json(metrics, rtmp / "metrics.json")
     return metrics
 
 

@@ -263,12 +263,17 @@ def _final_paths(records: list[Record], tmp: Path, out: Path) -> None:
 def read_source(
     common: CommonParams, params: PrepareParams, out: Path, tmp: Path, track
 ) -> tuple[Manifest, dict]:
-    """The dataset ``params`` names, read (or generated) into ``tmp`` (final folder ``out``)."""
+    """The dataset ``params`` names, read (or generated) into ``tmp`` (final folder ``out``);
+    the manifest and the report name files by their final paths."""
+    from vat.atomic import final_names
+
     if params.source == "embedded":
-        return read_embedded(common, params.embedded, out, tmp, track)
-    if params.source == "folder":
-        return read_folders(common, params, out, tmp)
-    return read_external(common, params, out, tmp)
+        manifest, extra = read_embedded(common, params.embedded, out, tmp, track)
+    elif params.source == "folder":
+        manifest, extra = read_folders(common, params, out, tmp)
+    else:
+        manifest, extra = read_external(common, params, out, tmp)
+    return manifest, final_names(extra, tmp, out)  # "converted: a.jpg -> data/prepare/images/a.png"
 
 
 def counts(manifest: Manifest) -> dict:
