@@ -140,3 +140,16 @@ def test_a_journal_names_paths_relative_to_its_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "reports")
     recover(Path("../data/s"))
     assert _tree(tmp_path / "data/s") == {"a.txt": "new a"} and _leftovers(tmp_path) == []
+
+
+def test_a_state_file_half_written_by_a_killed_training_is_removed_and_the_whole_one_kept(tmp_path):
+    from vat.io import save_torch
+    from vat.train.resume import STATE_FORMAT, load_state
+
+    resume = tmp_path / "train.resume"
+    save_torch({"format": STATE_FORMAT, "fingerprint": "fp", "step": 4}, resume / "state.pt")
+    half = resume / f".state.pt.tmp-{_dead_pid()}-abc.pt"
+    half.write_bytes(b"PK\x03\x04 cut")
+    state, stale = load_state(resume / "state.pt", "fp", fresh=False)
+    assert state["step"] == 4 and stale is None
+    assert sorted(p.name for p in resume.iterdir()) == ["state.pt"]

@@ -36,8 +36,10 @@ def fingerprint(parts: list, inputs: list[Path]) -> str:
 def load_state(path: Path, fp: str, fresh: bool) -> tuple[dict | None, str | None]:
     """The resume state at ``path`` if it matches ``fp`` (else None), and where a state that
     is not used (``fresh``, or for other params or inputs) was moved."""
+    from vat.atomic import recover
     from vat.models.checkpoints import read_checkpoint
 
+    recover(path)  # a state file half written by a killed run: removed, the last whole one kept
     if not path.is_file():
         return None, None
     if fresh:
