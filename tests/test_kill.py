@@ -133,8 +133,9 @@ def test_a_stage_killed_mid_write_keeps_the_old_outputs_and_the_next_run_complet
     assert _temporaries(dst) == []
     if stage == "train":
         said = re.search(
-            r"train: resuming at step (\d+) of (\d+) from data/train\.resume/state\.pt", again.stdout
+            r"train: resuming at step (\d+) of (\d+) from data/train\.resume/state\.pt",
+            again.stdout + again.stderr,
         )
-        assert said and 0 < int(said[1]) <= int(said[2]), again.stdout
+        assert said and 0 < int(said[1]) <= int(said[2]), again.stderr
         assert json.loads((dst / "reports/train/metrics.json").read_text())["resumed_at_step"] == int(said[1])
         assert not (dst / "data/train.resume").exists()
