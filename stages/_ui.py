@@ -70,6 +70,16 @@ def finish(text: str) -> None:
     console.print(f"{text} ({wall_time(time.time() - _started())})")
 
 
+def sayer(prefix: str) -> Callable[[str], None]:
+    """A function that prints one line for the user, ``prefix: line`` (what a library
+    function is given as ``say``)."""
+
+    def say(line: str) -> None:
+        console.print(f"{prefix}: {line}", highlight=False, soft_wrap=True)
+
+    return say
+
+
 def friendly_errors(fn: Callable) -> Callable:
     """Turn VatError into one red line and exit status 2 instead of a traceback."""
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import typer
 
 from stages import _compose
-from stages._ui import finish, friendly_errors, rich_track, speed_options
+from stages._ui import finish, friendly_errors, rich_track, sayer, speed_options
 from vat.config import load_common, read_yaml
 from vat.eval.paper import TABLE4
 from vat.io import write_json
@@ -46,7 +46,8 @@ def run(row: str, params_file: Path = Path("params.yaml"), layout: Layout = MAIN
     data = read_yaml(params_file)
     params, changes = ablation_row(data.get("ablate"), row, data.get("train"), str(params_file))
     moved = layout.ablation(row)
-    m = _compose.run("train", common, params, moved, speed=speed, device=device, fresh=fresh, track=track)
+    m = _compose.run("train", common, params, moved, speed=speed, device=device, fresh=fresh, track=track,
+                     say=sayer(f"ablate {row}"))  # fmt: skip
     if "translator" not in m:  # another rank of a distributed run
         return m
     m = {"row": row, "changes": changes, "label": TABLE4.get(row)} | m | {"train_params": asdict(params)}
@@ -60,7 +61,9 @@ def command(
     row: str = typer.Argument(..., help="a row of params `ablate`, e.g. no_cycle"),
     params_file: Path = typer.Option(Path("params.yaml"), "--params", help="params file to read"),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ..."),
-    fresh: bool = typer.Option(False, "--fresh", help="ignore a resumable state in data/ablate.resume/ROW"),
+    fresh: bool = typer.Option(
+        False, "--fresh", help="start over: a resumable state in data/ablate.resume/ROW is moved aside (kept)"
+    ),
     speed: Speed = Speed(),
 ) -> None:
     """Train one ablation row: `train` with the params of `ablate.ROW` changed (paper Table 4)."""

@@ -31,7 +31,7 @@ from typing import Any
 import typer
 
 from stages import _compose
-from stages._ui import console, finish, friendly_errors, rich_track
+from stages._ui import console, finish, friendly_errors, rich_track, sayer
 from vat.config import CommonParams, from_dict, merge, read_yaml
 from vat.data.degradations import DegradeParams
 from vat.data.sources import PrepareParams
@@ -132,13 +132,15 @@ def run(params_file: Path = Path("params.yaml"), layout: Layout = MAIN, *, devic
     common: CommonParams = p["common"]
     cl = task_layout(layout)
     m = {}
+    say = sayer("classify")
     for stage in RUNS[:-1]:
         kw = {"track": track} | ({} if stage in DEVICE_FREE else {"device": device})
+        kw |= {"say": say} if stage == "train" else {}
         m[stage] = _compose.run(stage, common, p[stage], cl, **kw)
     for row in cp.rows:
         tp, changes = ablation_row(p["ablate"], row, p["train_dict"], str(params_file))
         moved = cl.ablation(row)
-        mr = _compose.run("train", common, tp, moved, device=device, track=track)
+        mr = _compose.run("train", common, tp, moved, device=device, track=track, say=say)
         write_json({"row": row, "changes": changes, "label": TABLE4.get(row)} | mr, moved.metrics("train"))
     result = _compose.run("evaluate", common, p["evaluate"], cl, device=device, track=track)
     scores = ("accuracy", "mean_auc")

@@ -28,7 +28,7 @@ from vat.data.degradations import DegradeParams, degrade_record
 from vat.data.manifest import Manifest, read_manifest, write_manifest
 from vat.errors import ParamsError
 from vat.eval.metrics import psnr
-from vat.io import atomic_dir, atomic_path, load_rgb, save_png, write_json
+from vat.io import atomic_dirs, atomic_path, load_rgb, rebase, save_png, write_json
 from vat.layout import MAIN, MANIFEST, Layout
 
 __all__ = ["DegradeParams", "command", "run"]
@@ -46,7 +46,7 @@ def run(
     if params.method != "none" and any(r.domain == "degraded" for r in records):
         raise ParamsError(f"{layout.clean}: the photographs are degraded already; set degrade.method: none")
     degraded, rows, psnrs = [], [], []
-    with atomic_dir(out) as tmp:
+    with atomic_dirs(out, reports) as (tmp, rtmp):
         for r in track(records, "degrade", len(records)):
             if params.method == "none":
                 degraded.append(r)
@@ -61,10 +61,9 @@ def run(
         write_manifest(Manifest(degraded, clean.classes), tmp / MANIFEST)
         with atomic_path(tmp / "params.parquet") as t:
             pq.write_table(pa.Table.from_pylist(rows), t)
-    metrics = _metrics(params, rows, psnrs)
-    reports.mkdir(parents=True, exist_ok=True)
-    write_json(metrics, reports / "metrics.json")
-    _samples(records, degraded, reports / "samples.png")
+        metrics = _metrics(params, rows, psnrs)
+        write_json(metrics, rtmp / "metrics.json")
+        _samples(records, [rebase(d.path, out, tmp) for d in degraded], rtmp / "samples.png")
     return metrics
 
 
@@ -84,12 +83,12 @@ def _metrics(params: DegradeParams, rows: list[dict], psnrs: list[float]) -> dic
     return out
 
 
-def _samples(clean, degraded, path: Path, n: int = 6) -> None:
+def _samples(clean, degraded: list[Path], path: Path, n: int = 6) -> None:
     from vat.eval.viz import grid
 
     tiles = []
     for c, d in list(zip(clean, degraded, strict=True))[:n]:
-        tiles += [load_rgb(c.path), load_rgb(d.path)]
+        tiles += [load_rgb(c.path), load_rgb(d)]
     if tiles:
         save_png(grid(tiles, ncols=min(4, len(tiles))), path)
 

@@ -25,7 +25,7 @@ from vat.data.manifest import Manifest, write_manifest
 from vat.data.readers.common import notes
 from vat.data.sources import PrepareParams, counts, read_source
 from vat.inputs import record, section_paths
-from vat.io import atomic_dir, save_png, write_json
+from vat.io import atomic_dirs, rebase, save_png, write_json
 from vat.layout import MAIN, MANIFEST, Layout
 
 __all__ = ["PrepareParams", "command", "run"]
@@ -34,27 +34,29 @@ __all__ = ["PrepareParams", "command", "run"]
 def run(
     common: CommonParams, params: PrepareParams, layout: Layout = MAIN, *, track: Track = no_track
 ) -> dict:
-    """Build the manifest under ``data/prepare`` (swapped in atomically) and return the metrics."""
+    """Build the manifest under ``data/prepare`` and the reports, swapped in together; returns
+    the metrics."""
     out, reports = layout.out("prepare"), layout.report("prepare")
-    with atomic_dir(out) as tmp:
+    with atomic_dirs(out, reports) as (tmp, rtmp):
         manifest, extra = read_source(common, params, out, tmp, track)
         write_manifest(manifest, tmp / MANIFEST)
         record(section_paths("prepare", params), tmp, layout.data)  # your dataset's fingerprint
-    metrics = {"profile": common.profile, "task": common.task} | counts(manifest) | extra
-    reports.mkdir(parents=True, exist_ok=True)
-    write_json(metrics, reports / "metrics.json")
-    _samples(manifest, reports / "samples.png")
+        metrics = {"profile": common.profile, "task": common.task} | counts(manifest) | extra
+        write_json(metrics, rtmp / "metrics.json")
+        _samples(manifest, tmp, out, rtmp / "samples.png")
     return metrics
 
 
-def _samples(manifest: Manifest, path: Path, n: int = 12) -> None:
+def _samples(manifest: Manifest, tmp: Path, out: Path, path: Path, n: int = 12) -> None:
+    """A grid of the first images with their boxes; images under ``out`` are read from ``tmp``
+    (not swapped in yet)."""
     from vat.eval.viz import draw_boxes, grid, label_strip
     from vat.io import load_rgb
 
     recs = manifest.split("train")[:n] or manifest.records[:n]
     tiles = []
     for r in recs:
-        image = load_rgb(r.path)
+        image = load_rgb(rebase(r.path, out, tmp))
         if r.label >= 0:
             tiles.append(label_strip(image, manifest.classes[r.label]))
         else:

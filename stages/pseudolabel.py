@@ -26,7 +26,7 @@ import typer
 from stages._ui import Track, finish, friendly_errors, no_track, rich_track
 from vat.config import CommonParams, load_common, load_section
 from vat.data.images import resolve_device
-from vat.io import atomic_dir, write_json
+from vat.io import atomic_dirs, write_json
 from vat.labels.rules import PseudolabelParams, classify, detect, sources, write_images
 from vat.layout import MAIN, Layout
 
@@ -47,19 +47,19 @@ def run(
     src = sources(common.task, common.seed, params.pairing, layout.clean, layout.degraded, layout.restored,
                   layout.models)  # fmt: skip
     t0 = time.perf_counter()
-    with atomic_dir(layout.pseudolabels) as tmp:
+    with atomic_dirs(layout.pseudolabels, layout.report("pseudolabel")) as (tmp, rtmp):
         write_images(src, tmp)
         make = classify if common.task == "classify" else detect
         metrics = make(src, params, tmp, dev, batch, track)
-    seconds = time.perf_counter() - t0
-    metrics["seconds"] = round(seconds, 2)
-    # D runs on every degraded image twice (I_LQ, I_R) and on every clean one once.
-    metrics["d_images_per_s"] = round((2 * len(src.role["degraded"]) + len(src.role["clean"])) / seconds, 2)
-    metrics["pairing"] = params.pairing
-    metrics["images"] = {d: len(v) for d, v in src.role.items()}
-    reports = layout.report("pseudolabel")
-    reports.mkdir(parents=True, exist_ok=True)
-    write_json(metrics, reports / "metrics.json")
+        seconds = time.perf_counter() - t0
+        metrics["seconds"] = round(seconds, 2)
+        # D runs on every degraded image twice (I_LQ, I_R) and on every clean one once.
+        metrics["d_images_per_s"] = round(
+            (2 * len(src.role["degraded"]) + len(src.role["clean"])) / seconds, 2
+        )
+        metrics["pairing"] = params.pairing
+        metrics["images"] = {d: len(v) for d, v in src.role.items()}
+        write_json(metrics, rtmp / "metrics.json")
     return metrics
 
 

@@ -24,7 +24,7 @@ from stages._ui import finish, friendly_errors
 from vat.config import load_common
 from vat.eval.render import to_html, to_markdown
 from vat.eval.report import blocks
-from vat.io import write_text
+from vat.io import atomic_dir, write_text
 from vat.layout import MAIN, Layout
 
 
@@ -34,12 +34,12 @@ def run(layout: Layout = MAIN, profile: str | None = None) -> dict:
 
     bs = blocks(layout.reports, profile)
     out = layout.report("report")
-    out.mkdir(parents=True, exist_ok=True)
-    for b in bs:
-        if b[0] == "plot":
-            scatter_plot(out / b[1], b[2], b[3], b[4], b[5], xlog=b[6])
-    write_text(to_markdown(bs), out / "report.md")
-    write_text(to_html(bs), out / "report.html")
+    with atomic_dir(out) as tmp:
+        for b in bs:
+            if b[0] == "plot":
+                scatter_plot(tmp / b[1], b[2], b[3], b[4], b[5], xlog=b[6])
+        write_text(to_markdown(bs), tmp / "report.md")
+        write_text(to_html(bs), tmp / "report.html")
     return {"blocks": len(bs), "markdown": str(out / "report.md"), "html": str(out / "report.html")}
 
 

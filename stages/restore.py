@@ -24,7 +24,7 @@ from stages._ui import Track, finish, friendly_errors, no_track, rich_track
 from vat.config import CommonParams, load_common, load_section
 from vat.data.images import resolve_device, same_size_batches
 from vat.data.manifest import Manifest, read_manifest, write_manifest
-from vat.io import atomic_dir, load_rgb, save_png, write_json
+from vat.io import atomic_dirs, load_rgb, rebase, save_png, write_json
 from vat.layout import MAIN, MANIFEST, Layout
 from vat.models.restorers.running import RestoreParams, load_spec, quality, restore_group
 
@@ -57,7 +57,7 @@ def run(
         restorer.require([r.image_id for r in records])  # every missing id named before any work
     restored = []
     t0 = time.perf_counter()
-    with atomic_dir(out) as tmp:
+    with atomic_dirs(out, reports) as (tmp, rtmp):
         for group in track(list(same_size_batches(records, batch)), "restore", None):
             outs = restore_group(restorer, [load_rgb(r.path) for r in group], group, params, dev)
             for r, im in zip(group, outs, strict=True):
@@ -65,17 +65,17 @@ def run(
                 save_png(im, tmp / rel)
                 restored.append(replace(r, path=str(out / rel)))
         write_manifest(Manifest(restored, degraded.classes), tmp / MANIFEST)
-    seconds = time.perf_counter() - t0
-    metrics = {"images": len(restored), "images_per_s": round(len(restored) / max(seconds, 1e-9), 2)}
-    if clean_pairs:
-        metrics |= quality(degraded, restored, layout.clean)
-    reports.mkdir(parents=True, exist_ok=True)
-    write_json(metrics, reports / "metrics.json")
-    tiles = []
-    for low, rest in list(zip(records, restored, strict=True))[:6]:
-        tiles += [load_rgb(low.path), load_rgb(rest.path)]
-    if tiles:
-        save_png(grid(tiles, ncols=4), reports / "samples.png")
+        seconds = time.perf_counter() - t0
+        metrics = {"images": len(restored), "images_per_s": round(len(restored) / max(seconds, 1e-9), 2)}
+        if clean_pairs:
+            here = [replace(r, path=str(rebase(r.path, out, tmp))) for r in restored]
+            metrics |= quality(degraded, here, layout.clean)
+        write_json(metrics, rtmp / "metrics.json")
+        tiles = []
+        for low, rest in list(zip(records, restored, strict=True))[:6]:
+            tiles += [load_rgb(low.path), load_rgb(rebase(rest.path, out, tmp))]
+        if tiles:
+            save_png(grid(tiles, ncols=4), rtmp / "samples.png")
     return metrics
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import typer
 
 from stages import _compose
-from stages._ui import finish, friendly_errors, rich_track
+from stages._ui import finish, friendly_errors, rich_track, sayer
 from vat.config import load_common, load_section
 from vat.errors import ParamsError
 from vat.io import write_json
@@ -74,7 +74,11 @@ def run(restorer: str, params_file: Path = Path("params.yaml"), layout: Layout =
         "train": load_section(TrainParams, "train", params_file),
     }
     moved = study_layout(layout, restorer)  # each stage writes its own folder atomically
-    m = {s: _compose.run(s, common, params[s], moved, device=device, track=track) for s in RUNS}
+    say = {"train": {"say": sayer(f"study {restorer}")}}  # resumed, or a state moved aside
+    m = {
+        s: _compose.run(s, common, params[s], moved, device=device, track=track, **say.get(s, {}))
+        for s in RUNS
+    }
     summary = {
         "restorer": restorer,
         "trained": bool(m["train_restorer"].get("trained")),

@@ -15,11 +15,14 @@ frozen classifier; each image carries D's soft pseudo-label and its weight
 (``labels.parquet``) instead of boxes, and the checkpoint is selected on val accuracy.
 
 Resume: a killed run resumes from ``data/train.resume/state.pt`` on the next ``vat train``
-/ ``dvc repro`` when params and inputs are the same (a state that does not match is moved
-to ``data/train.resume.stale/``); ``--fresh`` ignores it. Distributed: under ``torchrun
---nproc_per_node N $(which vat) train`` each process takes 1/N of every global batch
-(``train.batch``) and D's loss is computed on the gathered global batch, so the run
-matches a single process.
+/ ``dvc repro`` when params and inputs are the same, and says so; a state that does not
+match is moved to ``data/train.resume.stale-N/`` (never deleted); ``--fresh`` moves it
+there too and starts over. A run that fails or is killed leaves the previous outputs as
+they were.
+
+Distributed: under ``torchrun --nproc_per_node N $(which vat) train`` each process takes
+1/N of every global batch (``train.batch``) and D's loss is computed on the gathered global
+batch, so the run matches a single process.
 
 Reads:   params.yaml [common, train]; data/pseudolabel/ (images.parquet, boxes.parquet or
          labels.parquet), data/prepare/ (clean image paths; val labels for selection),
@@ -35,11 +38,12 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
 
-from stages._ui import Track, console, finish, friendly_errors, no_track, rich_track, speed_options
+from stages._ui import Track, finish, friendly_errors, no_track, rich_track, sayer, speed_options
 from vat.config import CommonParams, load_common, load_section
 from vat.layout import MAIN, Layout
 from vat.train.config import TrainParams
@@ -48,6 +52,7 @@ from vat.train.speed import Speed
 __all__ = ["TrainParams", "command", "run"]
 
 
+# Nine parameters: the stage's params and layout, its command-line options, and the tests' stop_after.
 def run(
     common: CommonParams,
     params: TrainParams,
@@ -58,11 +63,14 @@ def run(
     fresh: bool = False,
     stop_after: int | None = None,
     track: Track = no_track,
+    say: Callable[[str], None] | None = None,
 ) -> dict:
     """Train into ``layout``'s folders of train; returns what ``metrics.json`` holds.
 
-    ``stop_after``: stop after that many steps as if killed (after any checkpoint due at
-    that step), writing nothing but the resume state; for tests of resume.
+    ``fresh``: start over (a resume state is moved aside, kept). ``say``: where the lines for
+    the user go (resumed at step N; a state moved aside). ``stop_after``: stop after that many
+    steps as if killed (after any checkpoint due at that step), writing nothing but the
+    resume state; for tests of resume.
     """
     from dataclasses import asdict
 
@@ -71,8 +79,9 @@ def run(
     from vat.seeding import item_seed
     from vat.train import distributed as dist
     from vat.train.inputs import input_files, load_inputs
-    from vat.train.loop import Run, VatObjective, fingerprint, fit
+    from vat.train.loop import Run, VatObjective, fit
     from vat.train.results import build_translator
+    from vat.train.resume import fingerprint
 
     dev = resolve_device(device)
     _, world = dist.init_from_env(dev)
@@ -92,7 +101,7 @@ def run(
         restorer = json.loads(spec.read_text()) if spec.is_file() else None
         return fit(objective, Run(common.seed, params, ins, dev, layout.out("train"), layout.report("train"),
                                   layout.resume("train"), fp, base_meta={"restorer": restorer}, fresh=fresh,
-                                  stop_after=stop_after, track=track, speed=speed))  # fmt: skip
+                                  stop_after=stop_after, track=track, speed=speed, say=say))  # fmt: skip
     finally:
         dist.cleanup()
 
@@ -113,18 +122,19 @@ def summary(m: dict) -> str:
 def command(
     params_file: Path = typer.Option(Path("params.yaml"), "--params", help="params file to read"),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ..."),
-    fresh: bool = typer.Option(False, "--fresh", help="ignore a resumable state in data/train.resume"),
+    fresh: bool = typer.Option(
+        False, "--fresh", help="start over: a resumable state in data/train.resume is moved aside (kept)"
+    ),
     speed: Speed = Speed(),
 ) -> None:
     """Train the VaT translator without labels on cached restorations and pseudo-labels."""
     common = load_common(params_file)
     params = load_section(TrainParams, "train", params_file)
     main = os.environ.get("RANK", "0") == "0"
-    m = run(common, params, speed=speed, device=device, fresh=fresh, track=rich_track if main else no_track)
+    m = run(common, params, speed=speed, device=device, fresh=fresh, track=rich_track if main else no_track,
+            say=sayer("train"))  # fmt: skip
     if "translator" not in m:
         return
-    if m.get("resumed_from_stale"):
-        console.print(f"train: a state for other params/inputs was moved to {m['resumed_from_stale']}")
     finish(
         f"train: {m['translator']} ({m['params_inference'] / 1e6:.3f}M), {summary(m)} -> {MAIN.translator()}"
     )

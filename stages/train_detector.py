@@ -27,7 +27,7 @@ from vat.config import CommonParams, load_common, load_section
 from vat.data.images import resolve_device
 from vat.data.manifest import read_manifest
 from vat.inputs import record, section_paths
-from vat.io import atomic_dir, write_json
+from vat.io import atomic_dirs, final_names, write_json
 from vat.layout import MAIN, Layout
 from vat.models.training import TrainDetectorParams, fit_classifier, fit_detector
 
@@ -46,16 +46,17 @@ def run(
     clean = read_manifest(layout.clean)
     dev = resolve_device(device)
     fit = fit_classifier if common.task == "classify" else fit_detector
-    with atomic_dir(layout.out("train_detector")) as tmp:
-        metrics = fit(common, params, clean, tmp, dev, track)
+    out = layout.out("train_detector")
+    with atomic_dirs(out, layout.report("train_detector")) as (tmp, rtmp):
+        metrics = final_names(fit(common, params, clean, tmp, dev, track), tmp, out)
         record(section_paths("train_detector", params), tmp, layout.data)  # your weights' fingerprint
-    reports = layout.report("train_detector")
-    reports.mkdir(parents=True, exist_ok=True)
-    # The declared metrics file keeps the headline numbers (`dvc metrics show` stays narrow);
-    # the per-epoch history and the per-class APs go beside it.
-    details = {k: metrics.pop(k) for k in ("history", "val_clean_ap50", "test_clean_ap50") if k in metrics}
-    write_json(metrics, reports / "metrics.json")
-    write_json(details, reports / "details.json")
+        # The declared metrics file keeps the headline numbers (`dvc metrics show` stays narrow);
+        # the per-epoch history and the per-class APs go beside it.
+        details = {
+            k: metrics.pop(k) for k in ("history", "val_clean_ap50", "test_clean_ap50") if k in metrics
+        }
+        write_json(metrics, rtmp / "metrics.json")
+        write_json(details, rtmp / "details.json")
     return metrics | details
 
 

@@ -30,7 +30,7 @@ from vat.data.images import pair_records, resolve_device
 from vat.data.manifest import read_manifest
 from vat.errors import ParamsError
 from vat.inputs import record, section_paths
-from vat.io import atomic_dir, load_rgb, save_png, write_json
+from vat.io import atomic_dirs, load_rgb, save_png, write_json
 from vat.layout import MAIN, RESTORER_SPEC, Layout
 from vat.models.restorers.training import TRAINABLE, TrainRestorerParams, config_of, quality, train_restorer
 
@@ -52,7 +52,7 @@ def run(
     dev = resolve_device(device)
     clean, degraded = read_manifest(layout.clean), read_manifest(layout.degraded)
     history: list[dict] = []
-    with atomic_dir(out) as tmp:
+    with atomic_dirs(out, reports) as (tmp, rtmp):
         spec = {"arch": params.arch, "weights": None, "folder": params.folder}
         if params.arch in TRAINABLE:
             if params.weights:
@@ -72,11 +72,10 @@ def run(
         if hasattr(restorer, "to"):
             restorer = restorer.to(dev)
         scores = quality(restorer, pair_records(degraded, clean, "test"), dev)
-    metrics = {"arch": params.arch, "trained": bool(history), "device": str(dev)} | scores
-    metrics["history"] = history
-    reports.mkdir(parents=True, exist_ok=True)
-    write_json(metrics, reports / "metrics.json")
-    _samples(restorer, pair_records(degraded, clean, "test")[:4], dev, reports / "samples.png")
+        metrics = {"arch": params.arch, "trained": bool(history), "device": str(dev)} | scores
+        metrics["history"] = history
+        write_json(metrics, rtmp / "metrics.json")
+        _samples(restorer, pair_records(degraded, clean, "test")[:4], dev, rtmp / "samples.png")
     return metrics
 
 

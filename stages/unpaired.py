@@ -22,12 +22,13 @@ Writes:  data/unpaired/translator.pt, last.pt   as data/train/ (G + T_A)
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import typer
 
-from stages._ui import Track, finish, friendly_errors, no_track, rich_track
+from stages._ui import Track, finish, friendly_errors, no_track, rich_track, sayer
 from vat.config import CommonParams, load_common, load_section
 from vat.layout import MAIN, Layout
 from vat.train.config import TrainParams, UnpairedParams
@@ -44,16 +45,19 @@ def run(
     device: str = "auto",
     fresh: bool = False,
     track: Track = no_track,
+    say: Callable[[str], None] | None = None,
 ) -> dict:
-    """Train the baseline; returns what ``reports/unpaired/metrics.json`` holds."""
+    """Train the baseline; returns what ``reports/unpaired/metrics.json`` holds (``fresh``,
+    ``say``: as ``train``'s)."""
     import torch
 
     from vat.data.images import resolve_device
     from vat.errors import ParamsError
     from vat.seeding import item_seed
     from vat.train.inputs import input_files, load_inputs
-    from vat.train.loop import Run, fingerprint, fit
+    from vat.train.loop import Run, fit
     from vat.train.results import build_translator
+    from vat.train.resume import fingerprint
     from vat.train.speed import PLAIN
     from vat.train.unpaired import CycleGANObjective
 
@@ -69,20 +73,23 @@ def run(
     meta = {"restorer": json.loads(spec.read_text()) if spec.is_file() else None, "objective": "cyclegan"}
     return fit(objective, Run(common.seed, replace(train, use_cycle=True), ins, dev, layout.out("unpaired"),
                               layout.report("unpaired"), layout.resume("unpaired"), fp, epochs=params.epochs,
-                              base_meta=meta, fresh=fresh, track=track, speed=PLAIN))  # fmt: skip
+                              base_meta=meta, fresh=fresh, track=track, speed=PLAIN, say=say))  # fmt: skip
 
 
 @friendly_errors
 def command(
     params_file: Path = typer.Option(Path("params.yaml"), "--params", help="params file to read"),
     device: str = typer.Option("auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ..."),
-    fresh: bool = typer.Option(False, "--fresh", help="ignore a resumable state in data/unpaired.resume"),
+    fresh: bool = typer.Option(
+        False, "--fresh", help="start over: a resumable state in data/unpaired.resume is moved aside (kept)"
+    ),
 ) -> None:
     """Train the CycleGAN-style unpaired baseline: VaT's translator, cycle + adversarial, no pseudo-labels."""
     common = load_common(params_file)
     train = load_section(TrainParams, "train", params_file)
     params = load_section(UnpairedParams, "unpaired", params_file)
-    m = run(common, train, params, device=device, track=rich_track)
+    m = run(common, train, params, device=device, fresh=fresh, track=rich_track,
+            say=sayer("unpaired"))  # fmt: skip
     sel = m["selected"]
     score = f", val mAP@0.5 {sel['val_map50']:.4f}" if "val_map50" in sel else ""
     finish(

@@ -1,7 +1,21 @@
 """Shared test helpers (pytest puts tests/ on sys.path, so modules `from conftest import ...`)."""
 
+import math
+
 import torch
 from torch import nn
+
+F32_EPS = torch.finfo(torch.float32).eps  # 1.19e-7
+
+
+def f32_close(got: torch.Tensor, want: torch.Tensor, terms: int, rtol: float = 1e-5) -> bool:
+    """Whether two float32 tensors are the same quantity computed in another summation order
+    (a batch split or joined, another thread count, a layer recomputed): each value is a sum
+    of about ``terms`` rounded terms, so the two may differ by a few eps * sqrt(terms) of the
+    values' scale (the largest ``|want|``), not of each value (one near 0 is the difference
+    of large terms). A wrong result differs by the scale itself."""
+    atol = 8 * F32_EPS * math.sqrt(terms) * float(want.abs().max())
+    return torch.allclose(got, want, rtol=rtol, atol=atol)
 
 
 def lively_detector(yaml: str = "yolov8n.yaml", nc: int = 5, imgsz: int = 96, seed: int = 0):

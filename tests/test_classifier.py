@@ -7,6 +7,7 @@ import time
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import f32_close
 from torch import nn
 
 import vat  # noqa: F401  (offline environment before open_clip is imported)
@@ -82,7 +83,7 @@ def test_checkpointed_forward_gives_the_same_loss_and_gradient(kind, clip, monke
         assert len(calls) == 1 + ckpt  # checkpointed: the forward runs again in backward
         results.append((loss.detach(), images.grad))
     (l0, g0), (l1, g1) = results
-    assert torch.equal(l0, l1) and torch.allclose(g0, g1, rtol=1e-5, atol=1e-9)
+    assert torch.equal(l0, l1) and f32_close(g0, g1, terms=g0[0].numel())  # input grads sum over pixels
 
 
 @pytest.mark.parametrize("kind", ["clip", "torch"])
@@ -107,7 +108,8 @@ def test_losses_of_several_calls_run_one_forward_and_equal_separate_calls(kind, 
     sum(got).backward()
     for (loss, grad), lo, x in zip(separate, got, (a, b), strict=True):
         torch.testing.assert_close(lo.detach(), loss, rtol=1e-5, atol=1e-7)
-        torch.testing.assert_close(x.grad, grad, rtol=1e-4, atol=1e-8)
+        # batched: other summation order (#19 item 12: atol 1e-8 failed at 1.14e-8 on a clean clone)
+        assert f32_close(x.grad, grad, terms=grad[0].numel(), rtol=1e-4)
     calls.clear()
     clf.losses([(x1, soft[0]), (rand_images(2, size=32), soft[1])])  # different sizes: one forward each
     assert calls == [3, 2]

@@ -7,7 +7,7 @@ from copy import deepcopy
 
 import pytest
 import torch
-from conftest import lively_detector
+from conftest import f32_close, lively_detector
 from torch import nn
 from ultralytics.utils.loss import v8DetectionLoss
 from ultralytics.utils.ops import xywh2xyxy
@@ -109,7 +109,7 @@ def test_checkpointed_forward_gives_the_same_loss_and_gradient_and_keeps_less(ya
     with SavedForBackward() as plain:
         d.loss(x.clone().requires_grad_(True), _targets())
     assert torch.equal(total_c.detach(), total) and torch.equal(parts_c, parts)
-    assert torch.allclose(xc.grad, grad, rtol=1e-5, atol=1e-9)
+    assert f32_close(xc.grad, grad, terms=grad[0].numel())  # the recomputed layer may sum in another order
     assert 0 < kept.nbytes < plain.nbytes / 2
 
 

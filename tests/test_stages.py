@@ -4,6 +4,7 @@ import hashlib
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import at
 
@@ -96,3 +97,29 @@ def test_embedded_classes_must_be_listed(tmp_path):
     with pytest.raises(ParamsError, match="common.classes"):
         prepare.run(replace(COMMON, classes=["car", "person"]), pp, at(tmp_path))
     assert not at(tmp_path).out("prepare").exists()
+
+
+def test_prepare_metrics_name_the_converted_images_where_they_end_up(tmp_path):
+    """#19 item 6: the report names data/prepare/..., not the temporary folder it was built in."""
+    from PIL import Image
+    from test_readers import voc_dataset
+
+    from vat.io import load_rgb
+
+    pp, _ = _params(tmp_path)
+    gray = Image.fromarray(np.arange(48 * 64, dtype=np.uint32).reshape(48, 64).astype(np.uint8), "L")
+    images = {
+        f"img{i}": (Image.new("RGB", (64, 48), (40 * i, 90, 150)), [("car", 5, 5, 30, 30)]) for i in range(5)
+    }
+    images["gray"] = (gray, [("person", 2, 2, 20, 20)])
+    root = voc_dataset(tmp_path / "voc", images)
+    prepare.run(
+        COMMON, replace(pp, source="voc", root=str(root), split_ratios=(0.5, 0.25, 0.25)), at(tmp_path)
+    )
+    text = (tmp_path / "reports/prepare/metrics.json").read_text()
+    assert ".tmp-" not in text
+    converted = [
+        r for r in read_manifest(tmp_path / "prepare/manifest.parquet").records if r.image_id == "gray"
+    ]
+    assert len(converted) == 1 and str(tmp_path / "prepare") in converted[0].path
+    assert converted[0].path in text and load_rgb(converted[0].path).shape == (48, 64, 3)

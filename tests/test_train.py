@@ -117,19 +117,83 @@ def test_killed_and_resumed_run_ends_with_the_same_weights(base):
     for stop in (1, 3):  # at an epoch's middle and in the second epoch
         name = f"kill{stop}"
         r = _run(base, name, stop_after=stop)
-        assert (
-            r["interrupted"] and (base / f"{name}.resume/state.pt").is_file() and not (base / name).exists()
-        )
-        m = _run(base, name)
-        assert m["steps"] == 4 and m["resumed_from_stale"] is None
+        assert r["interrupted"] and (base / f"{name}.resume/state.pt").is_file()
+        assert not (base / name).exists() and not (base / f"{name}.reports").exists()
+        said = []
+        m = _run(base, name, say=said.append)
+        assert m["steps"] == 4 and m["resumed_at_step"] == stop and m["stale_state"] is None
+        assert said == [f"resuming at step {stop} of 4 from {base / f'{name}.resume/state.pt'}"]
         assert _same(_weights(base / "a/last.pt"), _weights(base / f"{name}/last.pt"))
         assert _same(_weights(base / "a/translator.pt"), _weights(base / f"{name}/translator.pt"))
+        assert not (base / f"{name}.resume").exists() and _temporaries(base) == []
 
 
-def test_a_state_from_other_params_is_moved_aside_not_used(base):
+def _temporaries(base) -> list[str]:
+    return sorted(p.name for p in base.rglob("*") if ".tmp-" in p.name)
+
+
+def test_stale_states_are_all_kept_and_fresh_sets_the_state_aside_too(base):
     _run(base, "stale", stop_after=1)
-    m = _run(base, "stale", params=replace(PARAMS, lr=2e-3))
-    assert m["resumed_from_stale"] and (base / "stale.resume.stale/state.pt").is_file()
+    said = []
+    _run(base, "stale", params=replace(PARAMS, lr=2e-3), stop_after=1, say=said.append)  # stale-1
+    m = _run(base, "stale", params=replace(PARAMS, lr=3e-3), say=said.append)  # stale-2
+    stale = [base / f"stale.resume.stale-{n}" for n in (1, 2)]
+    assert m["stale_state"] == str(stale[1]) and m["resumed_at_step"] is None
+    assert all((s / "state.pt").is_file() for s in stale)  # the first is kept, not replaced
+    assert said == [f"starting over (it is for other params or inputs); the resume state was moved to {s}"
+                    for s in stale]  # fmt: skip
+    _run(base, "stale", stop_after=1)
+    m = _run(base, "stale", fresh=True)  # same params: used, but for --fresh
+    assert m["stale_state"] == str(base / "stale.resume.stale-3") and (base / "stale.resume.stale-3").is_dir()
+
+
+def test_an_unreadable_state_stops_with_how_to_start_over_and_keeps_everything(base):
+    r = _run(base, "bad", stop_after=1)
+    state = Path(r["state"])
+    state.write_bytes(b"not a checkpoint")
+    with pytest.raises(
+        TrainingError, match=r"bad\.resume/state\.pt: not a readable torch checkpoint.*--fresh"
+    ):
+        _run(base, "bad")
+    assert state.read_bytes() == b"not a checkpoint" and not (base / "bad").exists()
+    m = _run(base, "bad", fresh=True)
+    assert m["stale_state"] and (base / "bad.resume.stale-1/state.pt").read_bytes() == b"not a checkpoint"
+    assert (base / "bad/translator.pt").is_file() and _temporaries(base) == []
+
+
+def _snapshot(*folders) -> dict:
+    return {str(p): p.read_bytes() for f in folders for p in sorted(f.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("stage", ["train", "unpaired"])
+def test_a_failure_after_training_leaves_the_previous_outputs_as_they_were(base, monkeypatch, stage):
+    """#21: the new translators, metrics and logs are swapped in only when all of them are written;
+    the resume state stays, and the next run finishes from it without training again."""
+    import vat.train.loop
+
+    name = f"fail_{stage}"
+
+    def run(epochs):
+        if stage == "train":
+            return _run(base, name, params=replace(PARAMS, epochs=epochs))
+        return _unpaired(base, name, epochs=epochs)
+
+    run(1)
+    folders = (base / name, base / f"{name}.reports")
+    before = _snapshot(*folders)
+    assert any(k.endswith("translator.pt") for k in before) and any("/live/" in k for k in before)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the sample grid could not be drawn")
+
+    monkeypatch.setattr(vat.train.loop, "samples", broken)
+    with pytest.raises(RuntimeError, match="sample grid"):
+        run(2)  # other weights, other metrics
+    assert _snapshot(*folders) == before and _temporaries(base) == []
+    assert (base / f"{name}.resume/state.pt").is_file()
+    monkeypatch.undo()
+    m = run(2)
+    assert m["resumed_at_step"] == m["steps"] == 4 and _snapshot(*folders) != before
 
 
 def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(base, monkeypatch):

@@ -2,7 +2,8 @@
 
 Atomic: every writer goes through :func:`atomic_path`, which writes a temporary file in
 the destination folder and renames it into place only when the write succeeded, so a
-killed stage never leaves a half-written file under a final name.
+killed stage never leaves a half-written file under a final name; a stage's folders are
+swapped in together by :func:`atomic_dirs` (both in :mod:`vat.atomic`).
 
 Images: :func:`load_rgb` returns ``uint8`` ``(H, W, 3)`` whatever the file holds
 (grayscale, palette, RGBA, 16 bits per channel, CMYK), applies EXIF orientation unless told
@@ -25,46 +26,16 @@ anything else.
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
-import tempfile
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from vat.atomic import atomic_dir, atomic_dirs, atomic_path, final_names, rebase  # noqa: F401 (writers use vat.io)
 from vat.errors import DataError
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
-
-    The file gets the permissions of a plain ``open()`` (0666 less the umask), not the
-    owner-only 0600 of ``mkstemp``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        yield tmp
-        if tmp.exists():
-            os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_json(obj: object, path: str | Path) -> None:
@@ -286,31 +257,6 @@ def to_float(image: np.ndarray) -> np.ndarray:
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """float in [0, 1] -> ``uint8`` with rounding (clipped)."""
     return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
-
-
-@contextmanager
-def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a fresh temporary folder beside ``path``; swap it into place on success.
-
-    A stage that fails or is killed leaves ``path`` as it was (the temporary folder is
-    removed on failure, or left as ``.name.tmp-*`` after a kill, never under the final name).
-    """
-    import shutil
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
-    os.chmod(tmp, 0o777 & ~_umask())  # as mkdir would, not mkdtemp's owner-only 0700
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = path.parent / f".{path.name}.old-{os.getpid()}"
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def as_float_image(image: np.ndarray) -> np.ndarray:

@@ -262,27 +262,33 @@ def _final_paths(records: list[Record], tmp: Path, out: Path) -> None:
 def read_source(
     common: CommonParams, params: PrepareParams, out: Path, tmp: Path, track
 ) -> tuple[Manifest, dict]:
-    """The dataset ``params`` names, read (or generated) into ``tmp`` (final folder ``out``).
+    """The dataset ``params`` names, read (or generated) into ``tmp`` (final folder ``out``);
+    the manifest and the report name files by their final paths.
 
     A labelled dataset must leave an image in each split (train, val, test; after skipping bad
     items with ``on_error: skip``), else DataError: a later stage would fail on it much later."""
+    from vat.atomic import final_names
+
     if params.source == "embedded":
-        return read_embedded(common, params.embedded, out, tmp, track)
-    if params.source == "folder":
-        return read_folders(common, params, out, tmp)
-    manifest, extra = read_external(common, params, out, tmp)
-    empty = [s for s in SPLITS if not manifest.split(s)]
-    if empty:
-        read = extra["read"]
-        counts = ", ".join(f"{s} {n}" for s, n in read["split_counts"].items())
-        skipped = (
-            f"; {read['n_skipped']} bad items skipped, first: {read['skipped'][0]}" if read["skipped"] else ""
-        )
-        raise DataError(
-            f"{params.root}: split {' and '.join(empty)} has no image ({counts}{skipped}): fix the "
-            "bad items, or the dataset's split lists or prepare.split_ratios"
-        )
-    return manifest, extra
+        manifest, extra = read_embedded(common, params.embedded, out, tmp, track)
+    elif params.source == "folder":
+        manifest, extra = read_folders(common, params, out, tmp)
+    else:
+        manifest, extra = read_external(common, params, out, tmp)
+        empty = [s for s in SPLITS if not manifest.split(s)]
+        if empty:
+            read = extra["read"]
+            counts = ", ".join(f"{s} {n}" for s, n in read["split_counts"].items())
+            skipped = (
+                f"; {read['n_skipped']} bad items skipped, first: {read['skipped'][0]}"
+                if read["skipped"]
+                else ""
+            )
+            raise DataError(
+                f"{params.root}: split {' and '.join(empty)} has no image ({counts}{skipped}): fix the "
+                "bad items, or the dataset's split lists or prepare.split_ratios"
+            )
+    return manifest, final_names(extra, tmp, out)  # "converted: a.jpg -> data/prepare/images/a.png"
 
 
 def counts(manifest: Manifest) -> dict:

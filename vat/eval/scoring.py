@@ -24,7 +24,7 @@ from vat.config import CommonParams
 from vat.data.manifest import Manifest, read_manifest
 from vat.errors import DataError
 from vat.eval.evaluation import scoring_model
-from vat.io import load_rgb, save_png, write_json, write_text
+from vat.io import atomic_dirs, load_rgb, save_png, write_json, write_text
 from vat.layout import MANIFEST, TRANSLATOR, Layout
 
 Method = Path | tuple[Path, Path]  # a manifest D sees, or (translator, restored manifest)
@@ -125,13 +125,14 @@ def evaluate(
     elif niqe_note:
         result["niqe"] = {"skipped": niqe_note}
     result["metric"] = "accuracy" if common.task == "classify" else f"mAP@0.5 ({params.interpolation})"
-    reports.mkdir(parents=True, exist_ok=True)
-    if common.task == "classify":
-        _roc(rows, ctx.truth.classes, params.split, reports / "roc.png")
-    write_json(result, reports / "metrics.json")
-    write_text(_table(result, ctx.truth.classes), reports / "table.md")
-    if common.task != "classify":
-        _grid(ctx, inputs, reports / "grid.png", last="clean, true boxes" if clean_pairs else "true boxes")
+    # merged, not swapped whole: a real set's reports folder holds its degrade and restore reports too
+    with atomic_dirs(merge=[reports]) as (tmp,):
+        if common.task == "classify":
+            _roc(rows, ctx.truth.classes, params.split, tmp / "roc.png")
+        write_json(result, tmp / "metrics.json")
+        write_text(_table(result, ctx.truth.classes), tmp / "table.md")
+        if common.task != "classify":
+            _grid(ctx, inputs, tmp / "grid.png", last="clean, true boxes" if clean_pairs else "true boxes")
     return result
 
 

@@ -11,16 +11,22 @@ An objective owns its model's optimisers and what one step computes.
 Resume: the full state (the objective's modules and optimisers, the schedulers, step,
 history, best so far) is written atomically to ``<resume>/state.pt`` every
 ``checkpoint_every`` steps and at each epoch's end. The next run resumes from it when the
-params and inputs are the same (a fingerprint is checked; a state that does not match is
-moved to ``<resume>.stale/``), and ends with the same weights as an uninterrupted run
-(CPU, same seed). A NaN or infinite loss stops training with a message naming the step;
-the state file keeps the last good checkpoint.
+params and inputs are the same (a fingerprint is checked), says so, and ends with the same
+weights as an uninterrupted run (CPU, same seed). A state that does not match, or any state
+under ``fresh``, is moved to the first free ``<resume>.stale-N`` (N = 1, 2, ...) and never
+deleted; a state that cannot be read stops the run with a message saying how to start
+over. A NaN or infinite loss stops training with a message naming the step; the state file
+keeps the last good checkpoint.
+
+Outputs: the translators (``out``) and the reports (metrics.json, the DVCLive logs in
+live/, samples.png) are built in temporary folders and swapped in together at the end
+(:func:`vat.atomic.atomic_dirs`): a run that fails or is killed at any point leaves the
+previous outputs as they were (and its resume state); the state is removed only once the
+new outputs are in place.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import shutil
 import time
@@ -32,17 +38,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vat.errors import VatError
-from vat.io import save_torch, write_json
+from vat.io import atomic_dirs, save_torch, write_json
 from vat.train import distributed as dist
 from vat.train.results import samples, snapshot, validate, write_translators
+from vat.train.resume import STATE_FORMAT, TrainingError, load_state, restart_hint, saved_step
 
-STATE_FORMAT = "vat-train-state/2"
 _ROW_KEYS = ("step", "epoch", "lr")  # a history row's keys that are not losses
-
-
-class TrainingError(VatError):
-    """Training cannot go on (a non-finite loss); the last good checkpoint is kept."""
 
 
 class Objective(Protocol):
@@ -76,20 +77,11 @@ class Run:
     fingerprint: str  # what a resume state must match
     epochs: int | None = None  # None: params.epochs
     base_meta: dict = field(default_factory=dict)  # written into both translators' meta
-    fresh: bool = False  # ignore a resume state
+    fresh: bool = False  # start over: a resume state is moved aside (kept)
     stop_after: int | None = None  # stop as if killed after that many steps (tests of resume)
     track: Any = None  # a progress wrapper (stages/_ui.py), or None
     speed: Any = None  # the resolved Speed, recorded in metrics.json
-
-
-def fingerprint(parts: list, inputs: list[Path]) -> str:
-    """What a resumable state must match: ``parts`` (params, speed settings that change
-    results) and the bytes of every input file."""
-    h = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
-    for p in inputs:
-        h.update(str(p).encode())
-        h.update(hashlib.sha256(p.read_bytes()).digest() if p.is_file() else b"-")
-    return h.hexdigest()
+    say: Any = None  # where a line for the user goes (resumed, state moved aside), or None
 
 
 def lr_factor(step: int, total: int, schedule: str, restart_steps: int, min_ratio: float) -> float:
@@ -137,27 +129,48 @@ class _Fit:
         self.start, self.history, self.vals, self.seconds = 0, [], [], 0.0
         self.best: dict | None = None
         self.best_state: dict | None = None
-        self.stale: str | None = None
+        self.stale: str | None = None  # where an unusable resume state was moved
+        self.resumed: int | None = None  # the step resumed at
         self.live = None
 
     # -- resume --------------------------------------------------------------------------------
 
     def _restore(self) -> None:
-        state = _load_state(self.state_path, self.run.fingerprint, self.run.fresh) if dist.is_main() else None
+        path, main = self.state_path, dist.is_main()
+        state, self.stale = load_state(path, self.run.fingerprint, self.run.fresh) if main else (None, None)
         state = dist.broadcast_object(state)
-        if state is not None and "stale" in state:
-            self.stale, state = state["stale"], None
+        if self.stale:
+            why = "--fresh" if self.run.fresh else "it is for other params or inputs"
+            self._say(f"starting over ({why}); the resume state was moved to {self.stale}")
         if state is None:
             return
-        for name, module in self.obj.modules().items():
-            module.load_state_dict(state["modules"][name])
-        for opt, s in zip(self.obj.optimizers(), state["optimizers"], strict=True):
-            opt.load_state_dict(s)
-        for sched, s in zip(self.scheds, state["schedulers"], strict=True):
-            sched.load_state_dict(s)
-        self.obj.load_extra_state(state["extra"])
-        self.start, self.history, self.vals = int(state["step"]), list(state["history"]), list(state["val"])
-        self.best, self.best_state, self.seconds = state["best"], state["best_state"], float(state["seconds"])
+        try:
+            for name, module in self.obj.modules().items():
+                module.load_state_dict(state["modules"][name])
+            for opt, s in zip(self.obj.optimizers(), state["optimizers"], strict=True):
+                opt.load_state_dict(s)
+            for sched, s in zip(self.scheds, state["schedulers"], strict=True):
+                sched.load_state_dict(s)
+            self.obj.load_extra_state(state["extra"])
+            self.start, self.history, self.vals = (
+                int(state["step"]),
+                list(state["history"]),
+                list(state["val"]),
+            )
+            self.best, self.best_state = state["best"], state["best_state"]
+            self.seconds = float(state["seconds"])
+        except (KeyError, ValueError, TypeError, RuntimeError) as e:  # a state this code cannot load
+            detail = (str(e).splitlines() or [""])[0][:200]
+            raise TrainingError(
+                f"{path}: a training state this version cannot load ({type(e).__name__}: {detail}). "
+                + restart_hint(path.parent)
+            ) from None
+        self.resumed = self.start
+        self._say(f"resuming at step {self.start} of {self.total} from {path}")
+
+    def _say(self, line: str) -> None:
+        if self.run.say is not None and dist.is_main():
+            self.run.say(line)
 
     def _save_state(self, step: int) -> None:
         if not dist.is_main():
@@ -177,8 +190,23 @@ class _Fit:
     def fit(self) -> dict:
         self._restore()
         self.obj.start()
-        if dist.is_main():
-            self.live = _live(self.run.reports, self.history, self.vals, self.key)
+        if not dist.is_main():
+            return self._loop() or {"rank": dist.rank()}
+        try:
+            # the translators and reports are built aside and swapped in only if all of it succeeds
+            with atomic_dirs(self.run.out, self.run.reports) as (out, reports):
+                self.live = _live(reports, self.history, self.vals, self.key)
+                stopped = self._loop()
+                if stopped:
+                    raise _Stopped(stopped)
+                metrics = self._finish(out, reports)
+        except _Stopped as s:
+            return s.result
+        shutil.rmtree(self.run.resume, ignore_errors=True)  # the new outputs are in place
+        return metrics
+
+    def _loop(self) -> dict | None:
+        """The steps from the resumed one to the end; ``None``, or what ``stop_after`` returns."""
         track = self.run.track or (lambda items, *_: items)
         epochs = range(self.start // self.spe, self.epochs)
         self.t_mark = time.perf_counter()
@@ -195,9 +223,7 @@ class _Fit:
                     dist.barrier()
                     return {"interrupted": True, "step": done, "state": str(self.state_path)}
             dist.barrier()
-        if not dist.is_main():
-            return {"rank": dist.rank()}
-        return self._finish()
+        return None
 
     def _step(self, step: int) -> None:
         from vat.train.data import make_batch
@@ -208,7 +234,7 @@ class _Fit:
         if not all(bool(torch.isfinite(v)) for v in logged.values()):
             bad = ", ".join(f"{k} {float(v):.4g}" for k, v in logged.items())
             keep = (
-                f"{self.state_path} (step {_saved_step(self.state_path)})"
+                f"{self.state_path} (step {saved_step(self.state_path)})"
                 if self.state_path.is_file()
                 else "no checkpoint yet"
             )
@@ -253,7 +279,8 @@ class _Fit:
 
     # -- the end ---------------------------------------------------------------------------------
 
-    def _finish(self) -> dict:
+    def _finish(self, out: Path, reports: Path) -> dict:
+        """Write the translators into ``out`` and the reports into ``reports`` (both temporary)."""
         from vat.models.translator import parameter_count
         from vat.train.results import inference_translator
 
@@ -263,7 +290,7 @@ class _Fit:
         chosen = "last" if p.select == "last" or self.best_state is None else "val"
         inference = inference_translator(p)
         base = {"translator": p.translator} | run.base_meta | {"epochs": self.epochs}
-        meta = write_translators(run.out, inference, last_state, self.best, self.best_state, base, p.select,
+        meta = write_translators(out, inference, last_state, self.best, self.best_state, base, p.select,
                                  self.epochs)  # fmt: skip
         world = dist.world()
         metrics = {
@@ -282,58 +309,35 @@ class _Fit:
             "val": self.vals,
             f"last_{self.key}": self.vals[-1][self.key] if self.vals else None,
             "final_loss": {k: round(v, 5) for k, v in self.history[-1].items() if k not in _ROW_KEYS},
-            "resumed_from_stale": self.stale,
+            "resumed_at_step": self.resumed,
+            "stale_state": self.stale,
         } | self.obj.metrics()
-        run.reports.mkdir(parents=True, exist_ok=True)
-        write_json(metrics, run.reports / "metrics.json")
+        write_json(metrics, reports / "metrics.json")
         if self.live is not None:
             self.live.end()
         if ins.val:
             inference.load_state_dict(self.best_state if chosen == "val" else last_state)
             samples(inference.to(run.device), ins.scorer, ins.val[:4], ins.classes, run.device,
-                    run.reports / "samples.png", self.obj.title)  # fmt: skip
-        shutil.rmtree(run.resume, ignore_errors=True)
+                    reports / "samples.png", self.obj.title)  # fmt: skip
         return metrics
 
 
-# -- resume state ------------------------------------------------------------------------------
+class _Stopped(Exception):
+    """``stop_after`` reached: leave as a killed run would (outputs untouched, the state kept)."""
 
-
-def _load_state(path: Path, fp: str, fresh: bool) -> dict | None:
-    from vat.models.checkpoints import read_checkpoint
-
-    if fresh or not path.is_file():
-        return None
-    state = read_checkpoint(path)
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("fingerprint") != fp:
-        stale = path.parent.with_name(path.parent.name + ".stale")
-        if stale.exists():
-            shutil.rmtree(stale)
-        path.parent.rename(stale)
-        return {"stale": str(stale)}
-    return state
-
-
-def _saved_step(path: Path) -> int | str:
-    from vat.models.checkpoints import read_checkpoint
-
-    try:
-        return int(read_checkpoint(path)["step"])
-    except (VatError, KeyError, TypeError):
-        return "?"
+    def __init__(self, result: dict) -> None:
+        self.result = result
 
 
 # -- DVCLive ---------------------------------------------------------------------------------
 
 
 def _live(reports: Path, history: list[dict], vals: list[dict], key: str):
-    """A DVCLive logger in ``reports/live``, replaying what a resumed state already logged."""
+    """A DVCLive logger in ``reports/live`` (a new folder), replaying what a resumed state
+    already logged."""
     from dvclive import Live
 
-    live_dir = reports / "live"
-    if live_dir.exists():
-        shutil.rmtree(live_dir)
-    live = Live(str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
+    live = Live(str(reports / "live"), save_dvc_exp=False, dvcyaml=None, report=None)
     events = [(r["step"], 0, r) for r in history] + [(v["step"], 1, v) for v in vals]
     for step, kind, row in sorted(events, key=lambda e: (e[0], e[1])):
         _log_train(live, row) if kind == 0 else _log_val(live, step, key, row[key])

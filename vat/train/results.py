@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vat.io import atomic_dir, save_png
+from vat.io import save_png
 from vat.layout import LAST, TRANSLATOR
 
 
@@ -51,20 +51,19 @@ def snapshot(model) -> dict:
 
 def write_translators(out: Path, inference, last_state: dict, best: dict | None, best_state: dict | None,
                       base: dict, select: str, epochs: int) -> dict:  # fmt: skip
-    """``out/last.pt`` and ``out/translator.pt`` (the val-selected one, or the last), atomically
-    together; returns the selected one's meta."""
+    """``out/last.pt`` and ``out/translator.pt`` (the val-selected one, or the last) into the
+    (temporary) folder ``out``; returns the selected one's meta."""
     from vat.models.translator import save_translator
 
     chosen = "last" if select == "last" or best_state is None else "val"
     meta = base | {"epoch": epochs, "selected": "last"}
-    with atomic_dir(out) as tmp:
-        inference.load_state_dict(last_state)
-        save_translator(inference, tmp / LAST, meta)
-        if chosen == "val":
-            inference.load_state_dict(best_state)
-            meta = base | {"epoch": best["epoch"], "selected": "val"}
-            meta |= {k: v for k, v in best.items() if k.startswith("val_")}  # val_map50 or val_accuracy
-        save_translator(inference, tmp / TRANSLATOR, meta)
+    inference.load_state_dict(last_state)
+    save_translator(inference, out / LAST, meta)
+    if chosen == "val":
+        inference.load_state_dict(best_state)
+        meta = base | {"epoch": best["epoch"], "selected": "val"}
+        meta |= {k: v for k, v in best.items() if k.startswith("val_")}  # val_map50 or val_accuracy
+    save_translator(inference, out / TRANSLATOR, meta)
     return meta
 
 
