@@ -12,7 +12,8 @@ Reads:   params.yaml [common, train_detector]; data/prepare/ (clean images and l
 Writes:  data/train_detector/detector.pt         (detection) D in our weights-only format
          data/train_detector/classifier.pt       (classify) small CNN, or a CLIP spec
          data/train_detector/inputs.json         the fingerprint of your weights (stages/inputs.py)
-         reports/train_detector/metrics.json     clean val and test mAP@0.5 (or accuracy), history
+         reports/train_detector/metrics.json     clean val and test mAP@0.5 (or accuracy), history,
+                                                 warnings (clean score below min_clean_score)
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from pathlib import Path
 
 import typer
 
-from stages._ui import Track, console, friendly_errors, no_track, rich_track
+from stages._ui import Track, console, friendly_errors, no_track, rich_track, shout
 from vat.config import CommonParams, load_common, load_section
 from vat.data.images import resolve_device
 from vat.data.manifest import read_manifest
+from vat.eval.weak_links import detector_floor
 from vat.inputs import record, section_paths
 from vat.io import atomic_dir, write_json
 from vat.layout import MAIN, Layout
@@ -48,6 +50,8 @@ def run(
     with atomic_dir(layout.out("train_detector")) as tmp:
         metrics = fit(common, params, clean, tmp, dev, track)
         record(section_paths("train_detector", params), tmp, layout.data)  # your weights' fingerprint
+    key = "clean_accuracy" if common.task == "classify" else "clean_map50"
+    metrics["warnings"] = detector_floor(metrics, params.min_clean_score, key)
     reports = layout.report("train_detector")
     reports.mkdir(parents=True, exist_ok=True)
     write_json(metrics, reports / "metrics.json")
@@ -68,3 +72,4 @@ def command(
         f"train_detector: {params.model} ({'trained' if m['trained'] else 'as given'}), "
         f"val {key} {m.get('val_' + key)}, test {m.get('test_' + key)} -> {MAIN.models}"
     )
+    shout("train_detector", m)

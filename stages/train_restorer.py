@@ -9,11 +9,14 @@ the degraded input and of R's output against the clean test images. With
 and only converts and checks that file; DCP and identity need no weights; ``folder`` takes
 outputs any restorer produced elsewhere.
 
+R's test PSNR below the degraded input's is a warning (or, with ``if_worse: stop``, an error
+that keeps nothing of the stage).
+
 Reads:   params.yaml [common, train_restorer]; data/prepare/, data/degrade/
 Writes:  data/train_restorer/restorer.json   {"arch", "weights", "folder"}: what restore builds
          data/train_restorer/restorer.pt     the weights (networks only), weights-only format
          data/train_restorer/inputs.json     the fingerprint of your weights / folder (stages/inputs.py)
-         reports/train_restorer/metrics.json PSNR / SSIM on the test split, per-epoch history
+         reports/train_restorer/metrics.json PSNR / SSIM on the test split, per-epoch history, warnings
          reports/train_restorer/samples.png  degraded / restored / clean
 """
 
@@ -24,11 +27,12 @@ from pathlib import Path
 import torch
 import typer
 
-from stages._ui import Track, console, friendly_errors, no_track, rich_track
+from stages._ui import Track, console, friendly_errors, no_track, rich_track, shout
 from vat.config import CommonParams, load_common, load_section
 from vat.data.images import pair_records, resolve_device
 from vat.data.manifest import read_manifest
 from vat.errors import ParamsError
+from vat.eval.weak_links import restorer_worse
 from vat.inputs import record, section_paths
 from vat.io import atomic_dir, load_rgb, save_png, write_json
 from vat.layout import MAIN, RESTORER_SPEC, Layout
@@ -72,7 +76,9 @@ def run(
         if hasattr(restorer, "to"):
             restorer = restorer.to(dev)
         scores = quality(restorer, pair_records(degraded, clean, "test"), dev)
+        warnings = restorer_worse(scores, params.arch, params.if_worse)  # if_worse stop: raises, nothing kept
     metrics = {"arch": params.arch, "trained": bool(history), "device": str(dev)} | scores
+    metrics["warnings"] = warnings
     metrics["history"] = history
     reports.mkdir(parents=True, exist_ok=True)
     write_json(metrics, reports / "metrics.json")
@@ -107,3 +113,4 @@ def command(
         f"degraded {m.get('psnr_degraded')} dB -> restored {m.get('psnr_restored')} dB -> "
         f"{MAIN.out('train_restorer')}"
     )
+    shout("train_restorer", m)

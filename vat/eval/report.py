@@ -57,6 +57,9 @@ def blocks(reports: Path) -> list[tuple]:
     if ev is None:
         return out + [("p", "reports/evaluate/metrics.json is missing: run `vat evaluate` first.")]
     out += [("p", setting(ev, prep, rs, det))]
+    from vat.eval.weak_links import block as weak_links
+
+    out += weak_links(reports)
 
     methods = ev["methods"]
     ours = ours_rows(methods)
@@ -205,8 +208,8 @@ def _table2(ev: dict, rs: dict | None, ours: dict) -> list[tuple]:
         + (
             f"NIQE (lower is better): its pristine model is fitted on this run's clean training images "
             f"({n['pristine_blocks']} blocks of {n['patch']} px), so it is comparable within this table "
-            "only, not with published NIQE values (the paper's Table 3 scores real RTTS images; real "
-            "test sets without clean pairs are not built here)."
+            "only, not with published NIQE values (the paper's Table 3 scores real RTTS images; this run's "
+            "test sets without clean pairs, if any, have their own section below)."
             if n and "patch" in n
             else f"NIQE: not computed ({(n or {}).get('skipped', 'evaluate.niqe_patch: null')})."
         )

@@ -57,9 +57,7 @@ def ablations(reports: Path, methods: dict, vat: dict | None, tr: dict | None) -
             "p",
             "Each row is `train` with the params of `ablate.ROW` changed (`vat ablate ROW`, one DVC "
             "foreach stage per row), the same data, steps and val selection; the last row is `train` "
-            "itself. Task 2: the same rows trained by the classify stage on its own data "
-            "(`classify.rows`; low-light object crops, a small CNN as D), not the paper's CIFAR-10 and "
-            "CLIP, so its column is comparable in ordering only.",
+            "itself. " + task2_phrase(reports),
         )
     )
     out.append(("p", "Task 1. " + _table4_ordering(ours)))
@@ -187,6 +185,22 @@ def restorer_study(reports: Path, methods: dict, base: dict | None, vat: dict | 
         )
     )
     return out
+
+
+def task2_phrase(reports: Path) -> str:
+    """What Task 2's column of Table 4 was in this run, from reports/classify/metrics.json."""
+    s = load_metrics(reports, "classify")
+    if s is None:
+        return "Task 2: not run (reports/classify/metrics.json is missing)."
+    if s.get("run") is False:
+        return f"Task 2: not run ({s.get('why')})."
+    rows = ", ".join(f"`{r}`" for r in s.get("rows", [])) or "none"
+    return (
+        f"Task 2: the rows named in `classify.rows` ({rows}) trained by the classify stage on its own data "
+        f"(the {s.get('source')} source degraded by {s.get('degradation')}, R {s.get('restorer')}, D "
+        f"{s.get('vision_model')}); the paper's is CIFAR-10 darkened, SCI and CLIP zero-shot, so the "
+        "column is comparable in ordering only."
+    )
 
 
 def real_sets(reports: Path) -> list[tuple]:

@@ -39,6 +39,9 @@ class TrainDetectorParams:
     close_mosaic: int  # last epochs without mosaic
     prompts: list[str]  # clip: zero-shot prompt templates, "{}" = class name
     class_map: dict[str, str | None]  # D's class name -> task class (null: dropped), over the alias table
+    min_clean_score: (
+        float | None
+    )  # warn when D's clean test mAP@0.5 (classify: accuracy) is below; null: never
 
     def __post_init__(self) -> None:
         if min(self.imgsz, self.epochs, self.batch) < 1 or self.lr0 <= 0:

@@ -55,6 +55,7 @@ class ReadReport:
     n_empty_dropped: int = 0
     n_crowd_skipped: int = 0  # COCO iscrowd=1 annotations left out (not an error)
     n_unlisted: int = 0  # annotation files in none of the dataset's split lists (VOC ImageSets), left out
+    n_ratio_split: int = 0  # images the dataset gives no split: split by split_ratios (a weak link)
     split_counts: dict[str, int] = field(default_factory=dict)
     class_counts: dict[str, int] = field(default_factory=dict)  # boxes (or labels) per task class
 
@@ -73,6 +74,7 @@ class ReadReport:
             "n_empty_dropped": self.n_empty_dropped,
             "n_crowd_skipped": self.n_crowd_skipped,
             "n_unlisted": self.n_unlisted,
+            "n_ratio_split": self.n_ratio_split,
         }
 
 
@@ -388,6 +390,7 @@ def build_manifest(items: list[RawItem], ctx: ReadContext) -> Manifest:
             report.n_empty_dropped += 1
             continue
         split = resolve_split(item.split, defined, split_unit(ctx.seed, image_id), ctx.split_ratios)
+        report.n_ratio_split += item.split is None or len(defined) < 2  # resolve_split's fallback
         records.append(
             Record(
                 image_id=image_id,
