@@ -82,19 +82,25 @@ def run(
     metrics["history"] = history
     reports.mkdir(parents=True, exist_ok=True)
     write_json(metrics, reports / "metrics.json")
-    _samples(restorer, pair_records(degraded, clean, "test")[:4], dev, reports / "samples.png")
+    _samples(restorer, pair_records(degraded, clean, "test")[:4], dev, reports / "samples.png", params.arch)
     return metrics
 
 
 @torch.no_grad()
-def _samples(restorer, pairs, dev, path: Path) -> None:
-    from vat.eval.viz import grid
+def _samples(restorer, pairs, dev, path: Path, arch: str = "R") -> None:
+    from vat.eval.viz import grid, label_strip
     from vat.models.restorers import restore_image
 
     tiles = []
     for low_rec, clean_rec in pairs:
         low = load_rgb(low_rec.path)
-        tiles += [low, restore_image(restorer, low, low_rec.image_id, device=dev), load_rgb(clean_rec.path)]
+        restored = restore_image(restorer, low, low_rec.image_id, device=dev)
+        clean_image = load_rgb(clean_rec.path)
+        tiles += [
+            label_strip(low, f"degraded {low_rec.image_id}"),
+            label_strip(restored, f"restored by {arch}"),
+        ]
+        tiles.append(label_strip(clean_image, "clean"))
     if tiles:
         save_png(grid(tiles, ncols=3), path)
 

@@ -83,3 +83,23 @@ def test_classify_errors_from_its_sub_stages_name_the_full_key(tmp_path):
         classify.run(
             params, Layout(tmp_path / "data", tmp_path / "reports"), device="cpu", track=lambda x, *a: x
         )
+
+
+def test_evaluate_progress_moves_per_image_over_every_method():
+    from vat.eval.scoring import _Ticker, _ticking
+
+    seen = []
+
+    def track(items, description, total):
+        seen.append((description, total))
+        for item in items:
+            seen.append(item)
+            yield item
+
+    tick = _Ticker(track, 3 * 4)  # 3 methods x 4 images
+    groups = list(_ticking(tick)([[1, 2], [3], [4]]))  # one method, batched by size
+    assert groups == [[1, 2], [3], [4]] and tick.done == 4
+    tick.upto(8)  # a method that did not tick
+    assert tick.done == 8
+    tick.finish()
+    assert seen[0] == ("evaluate", 12) and seen[1:] == list(range(12))
