@@ -77,7 +77,12 @@ def run(
             restorer = restorer.to(dev)
         scores = quality(restorer, pair_records(degraded, clean, "test"), dev)
         warnings = restorer_worse(scores, params.arch, params.if_worse)  # if_worse stop: raises, nothing kept
-    metrics = {"arch": params.arch, "trained": bool(history), "device": str(dev)} | scores
+    metrics = {
+        "arch": params.arch,
+        "trained": bool(history),
+        "weights": params.weights,
+        "device": str(dev),
+    } | scores
     metrics["warnings"] = warnings
     metrics["history"] = history
     reports.mkdir(parents=True, exist_ok=True)

@@ -96,7 +96,9 @@ def model_phrase(what: str, m: dict | None, key: str) -> str:
     if not m:
         return f"{what}: unknown"
     name = m.get(key, "?")
-    return f"{what}: {name}, " + ("trained here" if m.get("trained") else "given (used as is)")
+    if m.get("trained"):
+        return f"{what}: {name}, trained here"
+    return f"{what}: {name}, given (used as is" + (f": `{m['weights']}`)" if m.get("weights") else ")")
 
 
 def class_map_phrase(det: dict | None) -> str:

@@ -24,6 +24,7 @@ def ablations(reports: Path, methods: dict, vat: dict | None, tr: dict | None) -
     """Table 4 (named rows of the ablate stage beside the paper's), the width study (rows that
     change only ``translator``), and any other row the user added."""
     runs = _ablation_runs(reports)
+    task2_off = (load_metrics(reports, "classify") or {}).get("run") is False
     scored = {k[len(ABLATION_ROW) :]: v for k, v in methods.items() if k.startswith(ABLATION_ROW)}
     task2 = (load_metrics(reports, "classify/evaluate") or {}).get("methods", {})
     scored2 = {k[len(ABLATION_ROW) :]: v for k, v in task2.items() if k.startswith(ABLATION_ROW)}
@@ -40,7 +41,7 @@ def ablations(reports: Path, methods: dict, vat: dict | None, tr: dict | None) -
         if v2 is not None:
             ours2[name] = v2["accuracy"]
         cell = pct(v["map50"]) if v is not None else f"not run (add ablate.{row} to params)"
-        hint = f" (add {row} to classify.rows)" if row else ""
+        hint = " (Task 2 off)" if task2_off else f" (add {row} to classify.rows)" if row else ""
         cell2 = pct(v2["accuracy"]) if v2 is not None else "not run" + hint
         rows.append([name, f"`{row or 'train'}`", cell, cell2, f"{t1:.2f}", f"{t2:.2f}"])
     header = [

@@ -74,7 +74,8 @@ def fit_detector(common, params: TrainDetectorParams, clean: Manifest, tmp: Path
     save_detector(det, tmp / "detector.pt", imgsz=params.imgsz)
     save_class_map(cm, tmp)
     det = MappedDetector(load_detector(tmp / "detector.pt", device=dev), cm)
-    metrics: dict = {"model": params.model, "trained": not params.weights, "imgsz": params.imgsz}
+    metrics: dict = {"model": params.model, "trained": not params.weights, "weights": params.weights}
+    metrics["imgsz"] = params.imgsz
     metrics["family"] = type(det.detector).__name__  # YOLOv5Detector (the original) or FrozenDetector
     metrics["class_map"] = {"d_classes": len(cm.d_names), "mapped": cm.mapped, "dropped": len(cm.dropped)}
     for split in ("val", "test"):
