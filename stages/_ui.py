@@ -119,3 +119,10 @@ def speed_options(fn: Callable) -> Callable:
 
     wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
     return wrapper
+
+
+def shout(stage: str, metrics: dict) -> None:
+    """Print a stage's weak links (``metrics["warnings"]``, vat/eval/weak_links.py) loudly, one
+    line each, after its summary line; the report gathers the same list."""
+    for w in metrics.get("warnings") or []:
+        console.print(f"[bold yellow]WARNING {stage}:[/bold yellow] {w}", highlight=False)

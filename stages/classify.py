@@ -17,13 +17,15 @@ Reads:   params.yaml [common, prepare, degrade, train_restorer, restore, train_d
 Writes:  data/classify/<stage>/       each sub-stage's data/<stage>/ (ablate: ablate/ROW/)
          reports/classify/<stage>/    each sub-stage's reports/<stage>/ (evaluate: metrics.json,
                                       table.md, roc.png)
-         reports/classify/metrics.json   the summary: accuracy and mean AUC of each method
+         reports/classify/metrics.json   the summary: accuracy and mean AUC of each method,
+                                         the sub-stages' warnings (vat/eval/weak_links.py)
          (the trainings' resume states in data/classify.resume/ while they run)
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,11 +33,11 @@ from typing import Any
 import typer
 
 from stages import _compose
-from stages._ui import console, finish, friendly_errors, rich_track, sayer
+from stages._ui import console, finish, friendly_errors, rich_track, sayer, shout
 from vat.config import CommonParams, from_dict, merge, read_yaml
 from vat.data.degradations import DegradeParams
 from vat.data.sources import PrepareParams
-from vat.errors import ParamsError
+from vat.errors import ParamsError, VatError
 from vat.eval.paper import TABLE4
 from vat.eval.scoring import EvaluateParams
 from vat.io import atomic_dir, write_json
@@ -133,16 +135,21 @@ def run(params_file: Path = Path("params.yaml"), layout: Layout = MAIN, *, devic
     cl = task_layout(layout)
     m = {}
     say = sayer("classify")
-    for stage in RUNS[:-1]:
-        kw = {"track": track} | ({} if stage in DEVICE_FREE else {"device": device})
-        kw |= {"say": say} if stage == "train" else {}
-        m[stage] = _compose.run(stage, common, p[stage], cl, **kw)
-    for row in cp.rows:
-        tp, changes = ablation_row(p["ablate"], row, p["train_dict"], str(params_file))
-        moved = cl.ablation(row)
-        mr = _compose.run("train", common, tp, moved, device=device, track=track, say=say)
-        write_json({"row": row, "changes": changes, "label": TABLE4.get(row)} | mr, moved.metrics("train"))
-    result = _compose.run("evaluate", common, p["evaluate"], cl, device=device, track=track)
+    try:
+        for stage in RUNS[:-1]:
+            kw = {"track": track} | ({} if stage in DEVICE_FREE else {"device": device})
+            kw |= {"say": say} if stage == "train" else {}
+            m[stage] = _compose.run(stage, common, p[stage], cl, **kw)
+        for row in cp.rows:
+            tp, changes = ablation_row(p["ablate"], row, p["train_dict"], str(params_file))
+            moved = cl.ablation(row)
+            mr = _compose.run("train", common, tp, moved, device=device, track=track, say=say)
+            write_json(
+                {"row": row, "changes": changes, "label": TABLE4.get(row)} | mr, moved.metrics("train")
+            )
+        result = _compose.run("evaluate", common, p["evaluate"], cl, device=device, track=track)
+    except VatError as e:
+        raise type(e)(full_keys(str(e), cp.changes)) from e
     scores = ("accuracy", "mean_auc")
     summary = {
         "task": "classify",
@@ -161,9 +168,21 @@ def run(params_file: Path = Path("params.yaml"), layout: Layout = MAIN, *, devic
         "selected": m["train"]["selected"],
         "rows": list(cp.rows),
         "methods": {k: {key: v[key] for key in scores} for k, v in result["methods"].items()},
+        "warnings": [f"{s}: {w}" for s in RUNS[:-1] for w in m[s].get("warnings") or []],
     }
     write_json(summary, cl.reports / "metrics.json")
     return summary
+
+
+def full_keys(message: str, changes: dict[str, dict[str, Any]]) -> str:
+    """A sub-stage's message with each key it names that ``classify.changes`` set written in
+    full (``prepare.root`` -> ``classify.changes.prepare.root``): that is the key to edit."""
+
+    def full(match: re.Match) -> str:
+        section, key = match.group(1), match.group(2)
+        return f"classify.changes.{section}.{key}" if key in changes.get(section, {}) else match.group(0)
+
+    return re.sub(rf"(?<![\w.])({'|'.join(SECTIONS)})\.(\w+)", full, message)
 
 
 def _not_run(cl: Layout, why: str) -> dict:
@@ -185,6 +204,7 @@ def command(
     if not m.get("run", True):
         finish(f"classify: not run ({m['why']}) -> {task_layout(MAIN).reports}/metrics.json")
         return
+    shout("classify", m)
     for name, v in m["methods"].items():
         auc = "-" if v["mean_auc"] is None else f"{v['mean_auc']:.4f}"
         console.print(f"classify: {name:45s} accuracy {v['accuracy']:.4f}, mean AUC {auc}")

@@ -6,7 +6,8 @@ Writes:  data/prepare/manifest.parquet   the manifest (schema in vat/data/manife
          data/prepare/images/            embedded images, and converted copies of inputs
                                          that were not plain 8-bit upright RGB
          data/prepare/depth/             per-pixel depth (.npy, metres; embedded only)
-         reports/prepare/metrics.json    counts per split and class, unknown / ignored names
+         reports/prepare/metrics.json    counts per split and class, unknown / ignored names,
+                                         warnings (no split in the dataset: split by ratios)
          reports/prepare/samples.png     a grid of training images with their boxes
 Params:  prepare.source picks the reader: ``embedded`` generates road scenes from
          common.seed (no download); voc | yolo | coco | exdark | cifar10 read a folder
@@ -19,11 +20,12 @@ from pathlib import Path
 
 import typer
 
-from stages._ui import Track, console, finish, friendly_errors, no_track, rich_track
+from stages._ui import Track, console, finish, friendly_errors, no_track, rich_track, shout
 from vat.config import CommonParams, load_common, load_section
 from vat.data.manifest import Manifest, write_manifest
 from vat.data.readers.common import notes
 from vat.data.sources import PrepareParams, counts, read_source
+from vat.eval.weak_links import split_fallback
 from vat.inputs import record, section_paths
 from vat.io import atomic_dirs, rebase, save_png, write_json
 from vat.layout import MAIN, MANIFEST, Layout
@@ -42,6 +44,7 @@ def run(
         write_manifest(manifest, tmp / MANIFEST)
         record(section_paths("prepare", params), tmp, layout.data)  # your dataset's fingerprint
         metrics = {"profile": common.profile, "task": common.task} | counts(manifest) | extra
+        metrics["warnings"] = split_fallback(extra.get("read", {}), params.split_ratios)
         write_json(metrics, rtmp / "metrics.json")
         _samples(manifest, tmp, out, rtmp / "samples.png")
     return metrics
@@ -79,6 +82,7 @@ def command(
         f"(train {s['train']['images']}, val {s['val']['images']}, test {s['test']['images']}) "
         f"-> {MAIN.clean}"
     )
+    shout("prepare", metrics)
     read = metrics.get("read", {})
     for line in notes([read] if "n_images" in read else list(read.values())):  # source folder: per part
         console.print(f"[yellow]note:[/yellow] {line} (all: {MAIN.metrics('prepare')})", highlight=False)

@@ -13,7 +13,8 @@ Writes:  data/pseudolabel/boxes.parquet    one row per box (schema: vat/labels/p
          data/pseudolabel/images.parquet   the self-training images and their role
          data/pseudolabel/labels.parquet   (task classify) one row per image
          reports/pseudolabel/metrics.json  precision / recall before and after the filter,
-                                           AUROC of the uncertainty, counts per source
+                                           AUROC of the uncertainty, counts per source, warnings
+                                           (precision near zero, vat/eval/weak_links.py)
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from pathlib import Path
 
 import typer
 
-from stages._ui import Track, finish, friendly_errors, no_track, rich_track
+from stages._ui import Track, finish, friendly_errors, no_track, rich_track, shout
 from vat.config import CommonParams, load_common, load_section
 from vat.data.images import resolve_device
+from vat.eval.weak_links import pseudolabel_precision
 from vat.io import atomic_dirs, write_json
 from vat.labels.rules import PseudolabelParams, classify, detect, sources, write_images
 from vat.layout import MAIN, Layout
@@ -59,6 +61,7 @@ def run(
         )
         metrics["pairing"] = params.pairing
         metrics["images"] = {d: len(v) for d, v in src.role.items()}
+        metrics["warnings"] = pseudolabel_precision(metrics)
         write_json(metrics, rtmp / "metrics.json")
     return metrics
 
@@ -73,6 +76,7 @@ def command(
     common = load_common(params_file)
     params = load_section(PseudolabelParams, "pseudolabel", params_file)
     m = run(common, params, device=device, batch=batch, track=rich_track)
+    shout("pseudolabel", m)  # before the summary line's early return; printed first
     if common.task == "classify":
         finish(f"pseudolabel: {m['labels']} labels, accuracy {m['accuracy_before_filter']} -> "
                       f"{m['accuracy_after_filter']} after the filter -> {MAIN.pseudolabels}")  # fmt: skip

@@ -43,7 +43,7 @@ def run(
 ) -> dict:
     """R over the degraded images of ``params.splits`` into ``data/restore``; returns the metrics.
     ``clean_pairs=False``: no clean pictures to score against (a real test set)."""
-    from vat.eval.viz import grid
+    from vat.eval.viz import grid, label_strip
     from vat.models.restorers import FolderRestorer
 
     out, reports = layout.out("restore"), layout.report("restore")
@@ -73,7 +73,9 @@ def run(
         write_json(metrics, rtmp / "metrics.json")
         tiles = []
         for low, rest in list(zip(records, restored, strict=True))[:6]:
-            tiles += [load_rgb(low.path), load_rgb(rebase(rest.path, out, tmp))]
+            here = rebase(rest.path, out, tmp)  # the restored image before the folder is swapped in
+            tiles += [label_strip(load_rgb(low.path), f"degraded {low.image_id}"),
+                      label_strip(load_rgb(here), f"restored {rest.image_id}")]  # fmt: skip
         if tiles:
             save_png(grid(tiles, ncols=4), rtmp / "samples.png")
     return metrics

@@ -12,7 +12,8 @@ Reads:   params.yaml [common, train_detector]; data/prepare/ (clean images and l
 Writes:  data/train_detector/detector.pt         (detection) D in our weights-only format
          data/train_detector/classifier.pt       (classify) small CNN, or a CLIP spec
          data/train_detector/inputs.json         the fingerprint of your weights (stages/inputs.py)
-         reports/train_detector/metrics.json     clean val and test mAP@0.5 (or accuracy)
+         reports/train_detector/metrics.json     clean val and test mAP@0.5 (or accuracy), warnings
+                                                 (clean score below min_clean_score)
          reports/train_detector/details.json     per-epoch history, per-class AP (not a DVC metric)
 """
 
@@ -22,10 +23,11 @@ from pathlib import Path
 
 import typer
 
-from stages._ui import Track, finish, friendly_errors, no_track, rich_track
+from stages._ui import Track, finish, friendly_errors, no_track, rich_track, shout
 from vat.config import CommonParams, load_common, load_section
 from vat.data.images import resolve_device
 from vat.data.manifest import read_manifest
+from vat.eval.weak_links import detector_floor
 from vat.inputs import record, section_paths
 from vat.io import atomic_dirs, final_names, write_json
 from vat.layout import MAIN, Layout
@@ -50,6 +52,8 @@ def run(
     with atomic_dirs(out, layout.report("train_detector")) as (tmp, rtmp):
         metrics = final_names(fit(common, params, clean, tmp, dev, track), tmp, out)
         record(section_paths("train_detector", params), tmp, layout.data)  # your weights' fingerprint
+        key = "clean_accuracy" if common.task == "classify" else "clean_map50"
+        metrics["warnings"] = detector_floor(metrics, params.min_clean_score, key)
         # The declared metrics file keeps the headline numbers (`dvc metrics show` stays narrow);
         # the per-epoch history and the per-class APs go beside it.
         details = {
@@ -74,3 +78,4 @@ def command(
         f"train_detector: {params.model} ({'trained' if m['trained'] else 'as given'}), "
         f"val {key} {m.get('val_' + key)}, test {m.get('test_' + key)} -> {MAIN.models}"
     )
+    shout("train_detector", m)

@@ -9,11 +9,14 @@ the degraded input and of R's output against the clean test images. With
 and only converts and checks that file; DCP and identity need no weights; ``folder`` takes
 outputs any restorer produced elsewhere.
 
+R's test PSNR below the degraded input's is a warning (or, with ``if_worse: stop``, an error
+that keeps nothing of the stage).
+
 Reads:   params.yaml [common, train_restorer]; data/prepare/, data/degrade/
 Writes:  data/train_restorer/restorer.json   {"arch", "weights", "folder"}: what restore builds
          data/train_restorer/restorer.pt     the weights (networks only), weights-only format
          data/train_restorer/inputs.json     the fingerprint of your weights / folder (stages/inputs.py)
-         reports/train_restorer/metrics.json PSNR / SSIM on the test split, per-epoch history
+         reports/train_restorer/metrics.json PSNR / SSIM on the test split, per-epoch history, warnings
          reports/train_restorer/samples.png  degraded / restored / clean
 """
 
@@ -24,11 +27,12 @@ from pathlib import Path
 import torch
 import typer
 
-from stages._ui import Track, finish, friendly_errors, no_track, rich_track
+from stages._ui import Track, finish, friendly_errors, no_track, rich_track, shout
 from vat.config import CommonParams, load_common, load_section
 from vat.data.images import pair_records, resolve_device
 from vat.data.manifest import read_manifest
 from vat.errors import ParamsError
+from vat.eval.weak_links import restorer_worse
 from vat.inputs import record, section_paths
 from vat.io import atomic_dirs, load_rgb, save_png, write_json
 from vat.layout import MAIN, RESTORER_SPEC, Layout
@@ -72,22 +76,31 @@ def run(
         if hasattr(restorer, "to"):
             restorer = restorer.to(dev)
         scores = quality(restorer, pair_records(degraded, clean, "test"), dev)
-        metrics = {"arch": params.arch, "trained": bool(history), "device": str(dev)} | scores
+        warnings = restorer_worse(scores, params.arch, params.if_worse)  # if_worse stop: raises, nothing kept
+        metrics = {"arch": params.arch, "trained": bool(history), "weights": params.weights,
+                   "device": str(dev)} | scores  # fmt: skip
+        metrics["warnings"] = warnings
         metrics["history"] = history
         write_json(metrics, rtmp / "metrics.json")
-        _samples(restorer, pair_records(degraded, clean, "test")[:4], dev, rtmp / "samples.png")
+        _samples(restorer, pair_records(degraded, clean, "test")[:4], dev, rtmp / "samples.png", params.arch)
     return metrics
 
 
 @torch.no_grad()
-def _samples(restorer, pairs, dev, path: Path) -> None:
-    from vat.eval.viz import grid
+def _samples(restorer, pairs, dev, path: Path, arch: str = "R") -> None:
+    from vat.eval.viz import grid, label_strip
     from vat.models.restorers import restore_image
 
     tiles = []
     for low_rec, clean_rec in pairs:
         low = load_rgb(low_rec.path)
-        tiles += [low, restore_image(restorer, low, low_rec.image_id, device=dev), load_rgb(clean_rec.path)]
+        restored = restore_image(restorer, low, low_rec.image_id, device=dev)
+        clean_image = load_rgb(clean_rec.path)
+        tiles += [
+            label_strip(low, f"degraded {low_rec.image_id}"),
+            label_strip(restored, f"restored by {arch}"),
+        ]
+        tiles.append(label_strip(clean_image, "clean"))
     if tiles:
         save_png(grid(tiles, ncols=3), path)
 
@@ -106,3 +119,4 @@ def command(
         f"degraded {m.get('psnr_degraded')} dB -> restored {m.get('psnr_restored')} dB -> "
         f"{MAIN.out('train_restorer')}"
     )
+    shout("train_restorer", m)

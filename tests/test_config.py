@@ -127,6 +127,23 @@ def test_profile_keeps_a_backup_of_edited_params(tmp_path):
     assert "# every random draw derives from it" in out.read_text()  # comments kept
 
 
+def test_profile_writes_its_own_header_and_comments(tmp_path):
+    """`vat profile paper`: the profile's header, not the embedded demo's; beside a classify change
+    the profile's comment, or none where the default's described the default's value."""
+    from vat.config import render_profile
+
+    text = render_profile("paper", ROOT / "profiles")
+    head = text.split("\ncommon:")[0]
+    assert "Changes to default.yaml for the paper's setting" in head and "embedded demo" not in head
+    changes = text[text.index("\nclassify:") :].split("\nreal:")[0]
+    assert "# the public SCI weights, as is" in changes
+    assert "SCI, trained without pairs" not in changes and "D: a small CNN" not in changes
+    assert "with image labels" not in changes  # default's comment on its embedded crops
+    assert "# passes over the clean train split" in text  # a plain key's comment stays
+    assert yaml.safe_load(text) == profile_params("paper", ROOT / "profiles")
+    assert "embedded demo" in render_profile("default", ROOT / "profiles")
+
+
 def test_overlay_cannot_invent_keys():
     with pytest.raises(ParamsError, match="prepare.sourse"):
         merge({"prepare": {"source": "embedded"}}, {"prepare": {"sourse": "voc"}})

@@ -61,6 +61,27 @@ def test_identity_restore_reproduces_the_degraded_images(data):
         assert b.boxes == a.boxes
 
 
+def test_a_restorer_that_lowers_psnr_warns_or_stops_keeping_the_previous_output(data, tmp_path):
+    """#20: R's test PSNR below the degraded input's is never used silently: a warning in the
+    metrics (train_restorer.if_worse: warn), or an error that leaves the previous R (stop)."""
+    import torch
+
+    from vat.models.restorers import AODNet
+
+    base, params = data
+    weights = tmp_path / "dehazer.pth"  # random AOD-Net weights in the public file's format
+    torch.save(AODNet().init_weights(torch.Generator().manual_seed(0)).state_dict(), weights)
+    _train(base, params, arch="identity")
+    before = at(base).restorer_spec.read_text()
+    with pytest.raises(DataError, match="lowers test PSNR.*if_worse: warn"):
+        _train(base, params, arch="aodnet", weights=str(weights), if_worse="stop")
+    assert at(base).restorer_spec.read_text() == before
+    m = _train(base, params, arch="aodnet", weights=str(weights), if_worse="warn")
+    assert m["psnr_restored"] < m["psnr_degraded"] and "lowers test PSNR" in m["warnings"][0]
+    assert json.loads((base / "reports/train_restorer/metrics.json").read_text())["warnings"] == m["warnings"]
+    assert _train(base, params, arch="identity")["warnings"] == []
+
+
 def test_aodnet_training_writes_a_loadable_checkpoint(data):
     base, params = data
     m = _train(base, params, arch="aodnet", epochs=2)

@@ -237,7 +237,10 @@ def render_profile(name: str, profiles_dir: Path) -> str:
     )
     base = rt.load((profiles_dir / "default.yaml").read_text())
     if name != "default":
-        _overlay(base, rt.load((profiles_dir / f"{name}.yaml").read_text()) or {})
+        overlay = rt.load((profiles_dir / f"{name}.yaml").read_text()) or {}
+        _overlay(base, overlay)
+        if getattr(overlay, "ca", None) is not None:
+            base.ca.comment = overlay.ca.comment  # the profile's own header, not the default's
     buf = io.StringIO()
     buf.write(f"# Written by `vat profile {name}` from {profiles_dir}/default.yaml")
     buf.write(f" and {profiles_dir}/{name}.yaml.\n" if name != "default" else ".\n")
@@ -250,8 +253,32 @@ def _emptied(path: tuple[str, ...], key: str, value) -> bool:
     return not path and key in OPEN_SECTIONS and isinstance(value, dict) and not value
 
 
+def _comment(base, overlay, k) -> None:
+    """The comment beside a key the profile sets: the profile's own; with none, the default's
+    is kept for a plain value (it says what the key is) and dropped for an inline mapping (it
+    describes the default's value, e.g. classify.changes' "D: a small CNN")."""
+    mine = getattr(overlay, "ca", None) and overlay.ca.items.get(k)
+    if mine:
+        old = getattr(base, "ca", None) and base.ca.items.get(k)
+        if (
+            old
+            and old[2]
+            and mine[2]
+            and old[2].value.endswith("\n\n")
+            and not mine[2].value.endswith("\n\n")
+        ):
+            mine[2].value += "\n"  # keep the blank line that ended the default's section
+        base.ca.items[k] = mine
+    elif hasattr(base, "ca") and isinstance(base.get(k), dict):
+        flow = getattr(base[k], "fa", None)
+        if flow is not None and flow.flow_style():
+            base.ca.items.pop(k, None)
+            base[k].ca.comment = None  # ruamel keeps a flow mapping's end-of-line comment here too
+
+
 def _overlay(base, overlay, _path: tuple[str, ...] = ()) -> None:
     for k, v in overlay.items():
+        _comment(base, overlay, k)
         if _emptied(_path, k, v):
             base[k] = v
         elif isinstance(v, dict) and isinstance(base.get(k), dict):

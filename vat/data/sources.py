@@ -172,6 +172,8 @@ def read_external(common: CommonParams, params: PrepareParams, out: Path, tmp: P
     (their final folder: ``out/images``)."""
     from vat.data.readers import read_dataset
 
+    if not Path(params.root).is_dir():  # the key to edit, named (classify rewrites it in full)
+        raise DataError(f"prepare.root: {params.root}: dataset folder not found")
     manifest, report = read_dataset(
         params.source,
         params.root,

@@ -59,6 +59,9 @@ def blocks(reports: Path, profile: str | None = None) -> list[tuple]:
     if ev is None:
         return out + [("p", "reports/evaluate/metrics.json is missing: run `vat evaluate` first.")]
     out += [("p", noise.header(profile, prep, ev, noise.of_run(reports))), ("p", setting(ev, prep, rs, det))]
+    from vat.eval.weak_links import block as weak_links
+
+    out += weak_links(reports)
 
     methods = ev["methods"]
     ours = ours_rows(methods)
@@ -95,7 +98,9 @@ def model_phrase(what: str, m: dict | None, key: str) -> str:
     if not m:
         return f"{what}: unknown"
     name = m.get(key, "?")
-    return f"{what}: {name}, " + ("trained here" if m.get("trained") else "given (used as is)")
+    if m.get("trained"):
+        return f"{what}: {name}, trained here"
+    return f"{what}: {name}, given (used as is" + (f": `{m['weights']}`)" if m.get("weights") else ")")
 
 
 def class_map_phrase(det: dict | None) -> str:
@@ -207,8 +212,8 @@ def _table2(ev: dict, rs: dict | None, ours: dict) -> list[tuple]:
         + (
             f"NIQE (lower is better): its pristine model is fitted on this run's clean training images "
             f"({n['pristine_blocks']} blocks of {n['patch']} px), so it is comparable within this table "
-            "only, not with published NIQE values (the paper's Table 3 scores real RTTS images; real "
-            "test sets without clean pairs are not built here)."
+            "only, not with published NIQE values (the paper's Table 3 scores real RTTS images; this run's "
+            "test sets without clean pairs, if any, have their own section below)."
             if n and "patch" in n
             else f"NIQE: not computed ({(n or {}).get('skipped', 'evaluate.niqe_patch: null')})."
         )

@@ -25,6 +25,7 @@ def ablations(reports: Path, methods: dict, vat: dict | None, tr: dict | None) -
     """Table 4 (named rows of the ablate stage beside the paper's), the width study (rows that
     change only ``translator``), and any other row the user added."""
     runs = _ablation_runs(reports)
+    task2_off = (load_metrics(reports, "classify") or {}).get("run") is False
     scored = {k[len(ABLATION_ROW) :]: v for k, v in methods.items() if k.startswith(ABLATION_ROW)}
     task2 = (load_metrics(reports, "classify/evaluate") or {}).get("methods", {})
     scored2 = {k[len(ABLATION_ROW) :]: v for k, v in task2.items() if k.startswith(ABLATION_ROW)}
@@ -41,7 +42,7 @@ def ablations(reports: Path, methods: dict, vat: dict | None, tr: dict | None) -
         if v2 is not None:
             ours2[name] = v2["accuracy"]
         cell = pct(v["map50"]) if v is not None else f"not run (add ablate.{row} to params)"
-        hint = f" (add {row} to classify.rows)" if row else ""
+        hint = " (Task 2 off)" if task2_off else f" (add {row} to classify.rows)" if row else ""
         cell2 = pct(v2["accuracy"]) if v2 is not None else "not run" + hint
         rows.append([name, f"`{row or 'train'}`", cell, cell2, f"{t1:.2f}", f"{t2:.2f}"])
     header = [
@@ -58,9 +59,7 @@ def ablations(reports: Path, methods: dict, vat: dict | None, tr: dict | None) -
             "p",
             "Each row is `train` with the params of `ablate.ROW` changed (`vat ablate ROW`, one DVC "
             "foreach stage per row), the same data, steps and val selection; the last row is `train` "
-            "itself. Task 2: the same rows trained by the classify stage on its own data "
-            "(`classify.rows`; low-light object crops, a small CNN as D), not the paper's CIFAR-10 and "
-            "CLIP, so its column is comparable in ordering only.",
+            "itself. " + task2_phrase(reports),
         )
     )
     out.append(("p", "Task 1. " + _table4_ordering(ours, noise.of_run(reports)[0])))
@@ -191,6 +190,22 @@ def restorer_study(reports: Path, methods: dict, base: dict | None, vat: dict | 
         )
     )
     return out
+
+
+def task2_phrase(reports: Path) -> str:
+    """What Task 2's column of Table 4 was in this run, from reports/classify/metrics.json."""
+    s = load_metrics(reports, "classify")
+    if s is None:
+        return "Task 2: not run (reports/classify/metrics.json is missing)."
+    if s.get("run") is False:
+        return f"Task 2: not run ({s.get('why')})."
+    rows = ", ".join(f"`{r}`" for r in s.get("rows", [])) or "none"
+    return (
+        f"Task 2: the rows named in `classify.rows` ({rows}) trained by the classify stage on its own data "
+        f"(the {s.get('source')} source degraded by {s.get('degradation')}, R {s.get('restorer')}, D "
+        f"{s.get('vision_model')}); the paper's is CIFAR-10 darkened, SCI and CLIP zero-shot, so the "
+        "column is comparable in ordering only."
+    )
 
 
 def real_sets(reports: Path) -> list[tuple]:

@@ -93,6 +93,27 @@ class _Scoring:
     niqe: object | None  # vat.eval.niqe.NiqeModel, or None
     degraded: Path  # the degraded manifest translators start from
     clean_pairs: bool  # the truth holds clean pictures (PSNR / SSIM) or is the degraded set itself
+    tick: _Ticker | None = None  # the progress bar over methods x images
+
+
+class _Ticker:
+    """One progress bar over every method's images: on large images (a real set at 1280 px) one
+    method takes minutes, so the bar moves per image (or per batch), not per method."""
+
+    def __init__(self, track, total: int) -> None:
+        self._steps, self.done = iter(track(range(total), "evaluate", total)), 0
+
+    def __call__(self, n: int = 1) -> None:
+        for _ in range(n):
+            next(self._steps, None)
+        self.done += n
+
+    def upto(self, n: int) -> None:
+        self(max(0, n - self.done))
+
+    def finish(self) -> None:
+        for _ in self._steps:  # the bar's last step, and its display closed
+            pass
 
 
 # Nine arguments: what is scored, where the truth is, where to write, and four keyword options.
@@ -115,9 +136,12 @@ def evaluate(
     themselves): no PSNR / SSIM."""
     track = track or (lambda items, *_: items)
     ctx, niqe_note = _scoring(common, params, layout, device, niqe_from, clean_pairs)
+    ctx.tick = _Ticker(track, len(inputs) * len(ctx.gt))
     rows = {}
-    for name, spec in track(list(inputs.items()), "evaluate", len(inputs)):
+    for k, (name, spec) in enumerate(inputs.items()):
         rows[name] = _score_translator(ctx, spec) if isinstance(spec, tuple) else _score_manifest(ctx, spec)
+        ctx.tick.upto((k + 1) * len(ctx.gt))
+    ctx.tick.finish()
     result = {"split": params.split, "images": len(ctx.gt), "task": common.task, "methods": rows}
     if ctx.niqe is not None:
         fitted_on = f"the {niqe_from or layout.clean} train split (clean)"
@@ -238,10 +262,22 @@ def _score(ctx: _Scoring, recs, truth_recs) -> dict:
     from vat.eval.evaluation import predict_records
     from vat.eval.metrics import evaluate_detections
 
-    dets = predict_records(ctx.model, recs, device=ctx.dev)
+    dets = predict_records(ctx.model, recs, device=ctx.dev, track=_ticking(ctx.tick))
     truth = [t.boxes for t in truth_recs]
     r = evaluate_detections(truth, dets, ctx.truth.classes, 0.5, ctx.params.interpolation)
     return {"map50": round(r.map, 4), "ap50": {k: round(v, 4) for k, v in r.ap.items()}, "n_gt": r.n_gt}
+
+
+def _ticking(tick: _Ticker | None):
+    """A ``track`` for run_records that advances ``tick`` by each batch's images."""
+
+    def track(groups, *_):
+        for group in groups:
+            yield group
+            if tick is not None:
+                tick(len(group))
+
+    return track
 
 
 def _classification_scores(probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict:
@@ -307,6 +343,8 @@ def _score_translator(ctx: _Scoring, spec: tuple[Path, Path]) -> dict:
             gate.add(res["gate"][i, 0, :h, :w].float().cpu().numpy(), load_rgb(triple[0].path),
                      load_rgb(triple[1].path), clean_img)  # fmt: skip
         quality["gate_mean"].append(float(res["gate"][i].mean()))
+        if ctx.tick is not None:
+            ctx.tick()
         if niqe is not None and niqe.fits(out_img):
             quality.setdefault("niqe", []).append(niqe.score(out_img))
 

@@ -40,6 +40,9 @@ class TrainDetectorParams:
     close_mosaic: int  # last epochs without mosaic
     prompts: list[str]  # clip: zero-shot prompt templates, "{}" = class name
     class_map: dict[str, str | None]  # D's class name -> task class (null: dropped), over the alias table
+    min_clean_score: (
+        float | None
+    )  # warn when D's clean test mAP@0.5 (classify: accuracy) is below; null: never
 
     def __post_init__(self) -> None:
         if min(self.imgsz, self.epochs, self.batch) < 1 or self.lr0 <= 0:
@@ -72,7 +75,8 @@ def fit_detector(common, params: TrainDetectorParams, clean: Manifest, tmp: Path
     save_detector(det, tmp / "detector.pt", imgsz=params.imgsz)
     save_class_map(cm, tmp)
     det = MappedDetector(load_detector(tmp / "detector.pt", device=dev), cm)
-    metrics: dict = {"model": params.model, "trained": not params.weights, "imgsz": params.imgsz}
+    metrics: dict = {"model": params.model, "trained": not params.weights, "weights": params.weights}
+    metrics["imgsz"] = params.imgsz
     metrics["family"] = type(det.detector).__name__  # YOLOv5Detector (the original) or FrozenDetector
     metrics["class_map"] = {"d_classes": len(cm.d_names), "mapped": cm.mapped, "dropped": len(cm.dropped)}
     for split in ("val", "test"):

@@ -63,6 +63,7 @@ class ReadReport:
     clipped: list[str] = field(default_factory=list)  # boxes partly outside their image, clipped
     n_exif_oriented: int = 0  # images with an EXIF orientation (applied)
     n_exif_stored_frame: int = 0  # ... whose boxes were in the stored frame (turned with the image)
+    n_ratio_split: int = 0  # images the dataset gives no split: split by split_ratios (a weak link)
     split_counts: dict[str, int] = field(default_factory=dict)
     class_counts: dict[str, int] = field(default_factory=dict)  # boxes (or labels) per task class
 
@@ -85,6 +86,7 @@ class ReadReport:
             "clipped": self.clipped[:MAX_LISTED],
             "n_exif_oriented": self.n_exif_oriented,
             "n_exif_stored_frame": self.n_exif_stored_frame,
+            "n_ratio_split": self.n_ratio_split,
         }
 
 
@@ -347,6 +349,7 @@ def build_manifest(items: list[RawItem], ctx: ReadContext) -> Manifest:
             report.n_empty_dropped += 1
             continue
         split = resolve_split(item.split, defined, split_unit(ctx.seed, image_id), ctx.split_ratios)
+        report.n_ratio_split += item.split is None or len(defined) < 2  # resolve_split's fallback
         records.append(
             Record(
                 image_id=image_id,

@@ -33,12 +33,15 @@ class TrainRestorerParams:
     crop: int  # training crop side, px
     lr: float  # Adam learning rate
     weight_decay: float  # Adam weight decay
+    if_worse: str  # warn | stop: R's test PSNR below the degraded input's (vat/eval/weak_links.py)
 
     def __post_init__(self) -> None:
         if self.arch == "folder" and not self.folder:
             raise ValueError("train_restorer.folder: arch folder needs the folder of restored images")
         if min(self.epochs, self.batch, self.crop) < 1 or self.lr <= 0:
             raise ValueError("train_restorer: epochs, batch, crop and lr must be positive")
+        if self.if_worse not in ("warn", "stop"):
+            raise ValueError(f"train_restorer.if_worse: {self.if_worse!r} is not warn | stop")
 
 
 def config_of(model: torch.nn.Module, arch: str) -> dict:
