@@ -108,6 +108,7 @@ def save_public_weights(root: Path, imgsz: int = 96) -> None:
     from vat.models.restorers import AODNet, SCITrain
 
     net = AODNet().init_weights(torch.Generator().manual_seed(0))
+    torch.nn.init.zeros_(net.e_conv5.bias)  # the public port's init: J = b, far from the input
     root.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), root / "dehazer.pth")
     (root / "SCI").mkdir(exist_ok=True)

@@ -9,6 +9,7 @@ in test_atomic.py).
 """
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -47,7 +48,11 @@ for stage in stages:
 # Where each stage is killed: the Nth file written by vat.io. prepare, degrade, restore: an
 # image of 16; train: after its first resume state, so the next run resumes from it.
 KILLS = {"prepare": 5, "degrade": 5, "restore": 3, "train": 2}
-SMALLER = {"prepare": {"embedded": {"n_train": 8, "n_val": 4, "n_test": 4}}, "train": {"epochs": 1}}
+SMALLER = {
+    "prepare": {"embedded": {"n_train": 8, "n_val": 4, "n_test": 4}},
+    "pseudolabel": {"conf": 0.001},  # D trained on 8 images finds no box at tiny's 0.01
+    "train": {"epochs": 1},
+}
 UPSTREAM = ["prepare", "degrade", "train_restorer", "restore", "train_detector", "pseudolabel"]
 TIMES = (
     "seconds",
@@ -90,6 +95,30 @@ def _content(path: Path):
     return path.read_bytes()
 
 
+def _number(x):
+    if isinstance(x, bool) or not isinstance(x, (int, float, str)):
+        return None
+    try:
+        return float(x)
+    except ValueError:
+        return None
+
+
+def _same(a, b) -> bool:
+    """Equal, except that float numbers may differ by float32 rounding: the resumed process
+    recomputes the steps after its state in another process, where the CPU kernels may sum in
+    another order (weights and logged losses then differ in the 7th digit; DVCLive keeps 6
+    decimals). In-process resume is bit-identical (tests/test_train.py)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    x, y = _number(a), _number(b)
+    if x is not None and y is not None and isinstance(a, str) == isinstance(b, str):
+        return math.isclose(x, y, rel_tol=1e-5, abs_tol=2e-6)
+    return a == b
+
+
 def _outputs(dst: Path, stage: str) -> dict:
     folders = [dst / "data" / stage, dst / "reports" / stage]
     return {
@@ -129,7 +158,9 @@ def test_a_stage_killed_mid_write_keeps_the_old_outputs_and_the_next_run_complet
     assert any(f".{stage}.tmp-" in t for t in _temporaries(dst))  # it was killed mid-write
     again = _vat(dst, env, 0, stage)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert _outputs(dst, stage) == before
+    after = _outputs(dst, stage)
+    assert after.keys() == before.keys()
+    assert _same(after, before)
     assert _temporaries(dst) == []
     if stage == "train":
         said = re.search(

@@ -223,6 +223,18 @@ def _table2(ev: dict, rs: dict | None, ours: dict) -> list[tuple]:
     return out
 
 
+def _gate(vat: dict) -> str:
+    """The gate on test: its mean, spread and (with clean pairs) where it looks (Fig. 7)."""
+    gate = f"mean {vat['gate_mean']} (1 = all I_LQ, 0 = all I_R)"
+    if vat.get("gate_sd") is not None:
+        gate += f", sd {vat['gate_sd']} over pixels"
+    if "gate_corr" in vat:  # test images with clean pairs
+        corr = "undefined (w is constant)" if vat["gate_corr"] is None else vat["gate_corr"]
+        gate += (f"; correlation with where I_LQ is closer to I_HQ than I_R is "
+                 f"({vat['degraded_closer']} of the pixels): {corr} (Fig. 7 expects > 0)")  # fmt: skip
+    return gate
+
+
 def _facts(
     reports: Path, det: dict | None, pl: dict | None, tr: dict | None, vat: dict | None
 ) -> list[tuple]:
@@ -261,14 +273,7 @@ def _facts(
             ["val mAP@0.5 per epoch", ", ".join(f"{v['epoch']}: {pct(v['val_map50'])}" for v in tr["val"])]
         )
     if vat and "gate_mean" in vat:
-        gate = f"mean {vat['gate_mean']} (1 = all I_LQ, 0 = all I_R)"
-        if vat.get("gate_sd") is not None:
-            gate += f", sd {vat['gate_sd']} over pixels"
-        if "gate_corr" in vat:  # test images with clean pairs
-            corr = "undefined (w is constant)" if vat["gate_corr"] is None else vat["gate_corr"]
-            gate += (f"; correlation with where I_LQ is closer to I_HQ than I_R is "
-                     f"({vat['degraded_closer']} of the pixels): {corr} (Fig. 7 expects > 0)")  # fmt: skip
-        facts.append(["gate w on test", gate])
+        facts.append(["gate w on test", _gate(vat)])
     un = load_metrics(reports, "unpaired")
     if un:
         sel = un["selected"]

@@ -16,6 +16,8 @@ that permutation is a free view; the output is channels_last-strided either way.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -108,3 +110,20 @@ def _pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
     # reflect needs the pad to be smaller than the side; tiny images fall back to replicate
     mode = "reflect" if ph < h and pw < w else "replicate"
     return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+@torch.no_grad()
+def default_init(module: nn.Module, gen: torch.Generator) -> None:
+    """PyTorch's default init of ``module``'s convolutions, U(+-1/sqrt(fan_in)), drawn from ``gen``;
+    LayerNorms at (1, 0), attention temperatures at 1."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            bound = 1.0 / math.sqrt(m.weight[0].numel())  # 1 / sqrt(fan_in)
+            for p in (m.weight, m.bias):
+                if p is not None:
+                    p.copy_(torch.empty(p.shape).uniform_(-bound, bound, generator=gen))
+        elif isinstance(m, ChannelLayerNorm):
+            m.weight.fill_(1.0)
+            m.bias.zero_()
+        elif isinstance(m, MDTA):
+            m.temperature.fill_(1.0)

@@ -64,9 +64,8 @@ depth does about 4x the release's work at the same width.
 
 Determinism and memory
 ----------------------
-Weights are drawn from a ``torch.Generator`` seeded by ``seed`` (default 0), never from the
-global RNG: modules are built on the meta device, materialised on CPU, then initialised with
-PyTorch's default conv scheme (U(+-1/sqrt(fan_in)) for weights and biases). ``checkpoint=True``
+Weights are drawn from ``torch.Generator``s seeded by ``seed`` (one per part: G, T_A, T_B),
+never from the global RNG, with PyTorch's default conv scheme. ``checkpoint=True``
 wraps every transformer block (G's too) in ``torch.utils.checkpoint`` (non-reentrant); there
 is no dropout or other randomness, so outputs and gradients are unchanged.
 """
@@ -83,7 +82,7 @@ import torch
 from torch import Tensor, nn
 
 from vat.errors import ParamsError
-from vat.models.blocks import MDTA, ChannelLayerNorm, TransformerBlock, _pad_to_multiple, _stage
+from vat.models.blocks import TransformerBlock, _pad_to_multiple, _stage, default_init
 
 __all__ = [
     "PAPER_PARAMS",
@@ -255,21 +254,6 @@ def inference_state(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return {k: v for k, v in state_dict.items() if not k.startswith("t_b.")}
 
 
-@torch.no_grad()
-def _default_init(module: nn.Module, gen: torch.Generator) -> None:
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d):
-            bound = 1.0 / math.sqrt(m.weight[0].numel())  # 1 / sqrt(fan_in)
-            for p in (m.weight, m.bias):
-                if p is not None:
-                    p.copy_(torch.empty(p.shape).uniform_(-bound, bound, generator=gen))
-        elif isinstance(m, ChannelLayerNorm):
-            m.weight.fill_(1.0)
-            m.bias.zero_()
-        elif isinstance(m, MDTA):
-            m.temperature.fill_(1.0)
-
-
 class VaT(nn.Module):
     """The translator: gate G, T_A (inference) and T_B (training only, for the cycle loss).
 
@@ -314,7 +298,7 @@ class VaT(nn.Module):
         for name in ("gate", "t_a", "t_b"):
             part = getattr(self, name)
             if part is not None:
-                _default_init(
+                default_init(
                     part, torch.Generator(device="cpu").manual_seed(item_seed(seed, "translator", name))
                 )
         if self.config.identity_init:  # VaT starts as the restorer: T(x) = x, w = gate_init
