@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 from torch import nn
 
@@ -72,3 +73,14 @@ def copy_repo(dst):
     subprocess.run("git init -q && git add -A && git -c user.name=t -c user.email=t@t commit -qm init",
                    cwd=dst, env=env, shell=True, check=True, capture_output=True)  # fmt: skip
     return env
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module's tests (``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    tiny convolutions on a shared 2-core machine, where waking a second OpenMP thread per op costs
+    more than the op (measured 6 s with one thread against 50-90 s with two while other jobs run)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

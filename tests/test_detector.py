@@ -22,14 +22,7 @@ def _make(yaml: str = "yolov8n.yaml", imgsz: int = 96, seed: int = 0) -> FrozenD
     return lively_detector(yaml, nc=NC, imgsz=imgsz, seed=seed)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny convolutions on a shared 2-core machine: a second intra-op thread only spins
-    (measured 6 s with one thread against 50-90 s with two while other jobs run)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

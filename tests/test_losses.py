@@ -22,13 +22,7 @@ NC = 5
 S = 64  # image side
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny convolutions on a shared 2-core machine: one intra-op thread (see test_detector.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _make_detector(seed: int = 0) -> FrozenDetector:

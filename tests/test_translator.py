@@ -25,13 +25,7 @@ from vat.models.translator import (
 NAMES = list(TRANSLATORS)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors on shared cores: waking a second OpenMP thread per op costs more than the op
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @functools.cache

@@ -22,14 +22,7 @@ from vat.models.detectors import FrozenDetector, YOLOv5Detector, load_detector, 
 from vat.models.detectors.yolov5_loss import train_hyp
 from vat.models.detectors.yolov5_net import YOLOv5Model, load_yolov5_yaml
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread on the shared 2-core machine (see test_detector.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
