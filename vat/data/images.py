@@ -114,3 +114,25 @@ def as_float_images(images: torch.Tensor) -> torch.Tensor:
     if not images.is_floating_point():
         raise TypeError(f"expected float images in [0, 1] or uint8, got {images.dtype}")
     return images
+
+
+def resize_to_stride(
+    images: torch.Tensor, imgsz: int, resize: bool, stride: int
+) -> tuple[torch.Tensor, tuple[int, int], tuple[int, int]]:
+    """A detector's input before its letterbox padding: ``images`` as float (:func:`as_float_images`),
+    resized (bilinear, antialiased when shrinking) so the long side is ``imgsz`` when ``resize``;
+    returns (x, (nh, nw), (ph, pw)), the padding that brings nh, nw to multiples of ``stride``."""
+    import math
+
+    import torch.nn.functional as F
+
+    x = as_float_images(images)
+    h, w = x.shape[-2:]
+    if resize:
+        r = imgsz / max(h, w)
+        nh, nw = max(1, round(h * r)), max(1, round(w * r))
+    else:
+        nh, nw = h, w
+    if (nh, nw) != (h, w):
+        x = F.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=nh < h or nw < w)
+    return x, (nh, nw), (math.ceil(nh / stride) * stride - nh, math.ceil(nw / stride) * stride - nw)

@@ -35,7 +35,6 @@ Files (model yamls, checkpoints): :mod:`vat.models.detectors.files`; the boxes i
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,7 @@ from ultralytics.utils.ops import xywh2xyxy
 
 # Importing this module ran vat/__init__.py first (YOLO_OFFLINE and friends are set before
 # ultralytics is imported above).
-from vat.data.images import as_float_images
+from vat.data.images import resize_to_stride
 from vat.errors import DataError
 from vat.models.detectors.files import arg_or_default, build_yolo, load_checkpoint
 from vat.models.detectors.loss import WeightedDetectionLoss
@@ -198,20 +197,8 @@ class FrozenDetector(nn.Module):
 
         A box in the input frame times (sx, sy) is the box in the letterboxed frame.
         """
-        images = as_float_images(images)
         h, w = images.shape[-2:]
-        if self.resize:
-            r = self.imgsz / max(h, w)
-            nh, nw = max(1, round(h * r)), max(1, round(w * r))
-        else:
-            nh, nw = h, w
-        x = images
-        if (nh, nw) != (h, w):
-            x = F.interpolate(
-                x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=nh < h or nw < w
-            )
-        s = self.stride
-        ph, pw = math.ceil(nh / s) * s - nh, math.ceil(nw / s) * s - nw
+        x, (nh, nw), (ph, pw) = resize_to_stride(images, self.imgsz, self.resize, self.stride)
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), value=PAD_VALUE)
         return x, (nw / w, nh / h)

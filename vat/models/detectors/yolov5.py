@@ -30,7 +30,6 @@ weights (:mod:`~vat.models.detectors.yolov5_loss`). The surface is FrozenDetecto
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vat.data.images import as_float_images
+from vat.data.images import resize_to_stride
 from vat.errors import DataError
 from vat.models.detectors.targets import Detections, Targets, as_targets
 from vat.models.detectors.yolov5_loss import train_hyp, yolov5_loss
@@ -181,20 +180,8 @@ class YOLOv5Detector(nn.Module):
 
         A box in the input frame times (sx, sy) plus (dx, dy) is the box in the letterboxed
         frame (YOLOv5 pads on both sides: ``dx``, ``dy`` are the left and top padding)."""
-        images = as_float_images(images)
         h, w = images.shape[-2:]
-        if self.resize:
-            r = self.imgsz / max(h, w)
-            nh, nw = max(1, round(h * r)), max(1, round(w * r))
-        else:
-            nh, nw = h, w
-        x = images
-        if (nh, nw) != (h, w):
-            x = F.interpolate(
-                x, size=(nh, nw), mode="bilinear", align_corners=False, antialias=nh < h or nw < w
-            )
-        s = self.stride
-        ph, pw = math.ceil(nh / s) * s - nh, math.ceil(nw / s) * s - nw
+        x, (nh, nw), (ph, pw) = resize_to_stride(images, self.imgsz, self.resize, self.stride)
         top, left = ph // 2, pw // 2  # YOLOv5: round(d/2 - 0.1) before, round(d/2 + 0.1) after
         if ph or pw:
             x = F.pad(x, (left, pw - left, top, ph - top), value=PAD_VALUE)
