@@ -340,8 +340,8 @@ def _score_translator(ctx: _Scoring, spec: tuple[Path, Path]) -> dict:
             quality["psnr"].append(min(psnr(out_img, clean_img, data_range=255), 100.0))
             quality["ssim"].append(ssim(out_img, clean_img, data_range=255))
             h, w = clean_img.shape[:2]
-            gate.add(res["gate"][i, 0, :h, :w].float().cpu().numpy(), load_rgb(triple[0].path),
-                     load_rgb(triple[1].path), clean_img)  # fmt: skip
+            gate.add(res["gate"][i, 0, :h, :w].float().cpu().numpy(), to_image(res["lq"][i].cpu()),
+                     to_image(res["restored"][i].cpu()), clean_img)  # fmt: skip
         quality["gate_mean"].append(float(res["gate"][i].mean()))
         if ctx.tick is not None:
             ctx.tick()

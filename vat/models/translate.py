@@ -159,7 +159,8 @@ def translate_pairs(model, pairs, device, bf16: bool = False, batch: int = 8):
 
     ``pairs``: tuples whose first two items are the degraded and restored :class:`Record` of
     an image (anything may follow); results: ``{"out", "fused", "gate"}`` float32 tensors on
-    ``device``, ``out`` and ``fused`` clamped to [0, 1] (what D and a saved image get).
+    ``device``, ``out`` and ``fused`` clamped to [0, 1] (what D and a saved image get), and the
+    inputs as read, ``"lq"`` and ``"restored"`` (so callers need not decode them again).
     """
     from vat.data.images import same_size_batches
     from vat.io import load_rgb
@@ -174,6 +175,6 @@ def translate_pairs(model, pairs, device, bf16: bool = False, batch: int = 8):
             r = torch.stack([to_tensor(load_rgb(p[1].path)) for p in ps]).to(device)
             with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
                 res = model.translate(lq, r)
-            yield ps, {k: v.float().clamp(0, 1) for k, v in res.items()}
+            yield ps, {k: v.float().clamp(0, 1) for k, v in res.items()} | {"lq": lq, "restored": r}
     finally:
         model.train(was)

@@ -85,7 +85,6 @@ def samples(model, detector, pairs, classes, dev, path: Path, title: str = "VaT"
     D's boxes (or D's class), labelled with ``title``."""
     from vat.data.images import to_image
     from vat.eval.viz import draw_detections, grid, label_strip
-    from vat.io import load_rgb
     from vat.models.classifier import FrozenClassifier
     from vat.models.translate import translate_pairs
 
@@ -96,12 +95,12 @@ def samples(model, detector, pairs, classes, dev, path: Path, title: str = "VaT"
             labels = detector.predict(res["out"]).labels.tolist()
         else:
             dets = detector.predict(res["out"], conf=0.25)
-        for i, p in enumerate(ps):
+        for i in range(len(ps)):
             gate = (res["gate"][i, 0].cpu().numpy() * 255).round().astype(np.uint8)
             out = to_image(res["out"][i].cpu())
             tiles.append([
-                label_strip(load_rgb(p[0].path), "degraded I_LQ"),
-                label_strip(load_rgb(p[1].path), "restored I_R"),
+                label_strip(to_image(res["lq"][i].cpu()), "degraded I_LQ"),
+                label_strip(to_image(res["restored"][i].cpu()), "restored I_R"),
                 label_strip(np.repeat(gate[..., None], 3, 2), "gate w (white: I_LQ)"),
                 label_strip(out, f"{title}: D says {classes[labels[i]]}") if classify else
                 label_strip(draw_detections(out, dets[i], classes), f"{title} T_A(I_F), D's boxes"),
