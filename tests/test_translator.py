@@ -237,16 +237,25 @@ def test_mdta_matches_per_head_reference():
     torch.testing.assert_close(attn(x), ref, rtol=1e-5, atol=1e-6)
 
 
-def test_channel_layer_norm_is_restormer_withbias():
-    norm = ChannelLayerNorm(6)
+@pytest.mark.parametrize("channels", [4, 6, 16])  # 4, 6: the CPU's dim-1 path; 16: layer_norm's
+def test_channel_layer_norm_is_restormer_withbias(channels):
+    norm = ChannelLayerNorm(channels)
     with torch.no_grad():
         norm.weight.uniform_(0.5, 1.5)
         norm.bias.uniform_(-1, 1)
-    x = torch.randn(2, 6, 4, 5) * 3 + 1
+    x = (torch.randn(2, channels, 4, 5) * 3 + 1).requires_grad_()
     mu = x.mean(1, keepdim=True)
     var = x.var(1, keepdim=True, unbiased=False)
-    ref = (x - mu) / torch.sqrt(var + 1e-5) * norm.weight.view(1, 6, 1, 1) + norm.bias.view(1, 6, 1, 1)
+    c = (1, channels, 1, 1)
+    ref = (x - mu) / torch.sqrt(var + 1e-5) * norm.weight.view(c) + norm.bias.view(c)
     torch.testing.assert_close(norm(x), ref, rtol=1e-5, atol=1e-5)
+    # and the same gradients as F.layer_norm on the permutation (the path GPUs and bf16 take)
+    g = torch.randn_like(ref)
+    grads = torch.autograd.grad(norm(x), (x, norm.weight, norm.bias), g)
+    y = F.layer_norm(x.permute(0, 2, 3, 1), (channels,), norm.weight, norm.bias, 1e-5).permute(0, 3, 1, 2)
+    for got, want in zip(grads, torch.autograd.grad(y, (x, norm.weight, norm.bias), g), strict=True):
+        # float32 sums over 2 x 4 x 5 pixels of O(1) terms
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
 
 
 def test_parameter_table_and_paper_sizes():

@@ -132,6 +132,10 @@ def train_yolo(common, params, clean: Manifest, dev, track):
         # ultralytics runs its own loop (verbose off); a rich bar advances once per epoch.
         epochs = iter(track(range(params.epochs), f"train_detector {Path(params.model).stem}", params.epochs))
         model.add_callback("on_fit_epoch_end", lambda _trainer: next(epochs, None))
+        # ultralytics sets torch to cpu_count - 1 threads for CPU training (select_device): one
+        # thread on a 2-core machine, half its speed. Its loop runs with the process's threads.
+        threads = torch.get_num_threads()
+        model.add_callback("on_pretrain_routine_end", lambda _trainer: torch.set_num_threads(threads))
         with _quiet_bars():
             model.train(
                 data=str(data),
@@ -157,6 +161,7 @@ def train_yolo(common, params, clean: Manifest, dev, track):
                 name="train",
                 exist_ok=True,
             )
+        torch.set_num_threads(threads)  # as the stage had them (select_device changed them)
         next(epochs, None)  # finish the bar
         best = Path(model.trainer.best)
         history = history_of(Path(model.trainer.save_dir) / "results.csv")

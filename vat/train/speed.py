@@ -6,8 +6,11 @@ and of the device scripts, never keys of ``params.yaml``: changing one does not 
 DVC's cache. Adding an option is one field here (its flag and help in the field's
 metadata, read by the CLI) and its use in :class:`vat.train.graph.TrainGraph`.
 
-A field left ``None`` means "on CUDA only" (:meth:`Speed.resolve` decides it for a device);
-the presets :data:`PLAIN`, :data:`FAST` and :data:`MEMORY` are explicit everywhere.
+A field left ``None`` is decided for the device by :meth:`Speed.resolve`: on CUDA every
+option is on; on a CPU channels_last and one_detector_pass are (the layout the CPU's
+convolutions, depthwise ones above all, run fastest in: 1.2x the plain step of the CPU default,
+``reports/bench/profile-cpu.md``), bf16 (slower than float32 on CPUs without AMX) and the
+rest are off. The presets :data:`PLAIN`, :data:`FAST` and :data:`MEMORY` are explicit everywhere.
 """
 
 from __future__ import annotations
@@ -51,9 +54,10 @@ class Speed:
     )
 
     def resolve(self, device: torch.device | str) -> Speed:
-        """Every ``None`` decided for ``device``: on for CUDA, off elsewhere."""
+        """Every ``None`` decided for ``device``: on for CUDA; on a CPU only CPU_ON."""
         cuda = torch.device(device).type == "cuda"
-        return replace(self, **{f.name: cuda for f in fields(self) if getattr(self, f.name) is None})
+        unset = [f.name for f in fields(self) if getattr(self, f.name) is None]
+        return replace(self, **{name: cuda or name in CPU_ON for name in unset})
 
     def __or__(self, other: Speed) -> Speed:
         """Both presets' options on (``FAST | MEMORY``)."""
@@ -77,6 +81,7 @@ class Speed:
 
 
 OPTIONS = tuple(f.name for f in fields(Speed))
+CPU_ON = ("channels_last", "one_detector_pass")  # what an unset option means on a CPU
 PLAIN = Speed(**dict.fromkeys(OPTIONS, False))  # everything off: the eager fp32 step
 # The fast mode: bf16 + channels_last, D's BatchNorms folded, one D forward for the loss terms.
 FAST = replace(PLAIN, bf16=True, channels_last=True, fold_batchnorm=True, one_detector_pass=True)
