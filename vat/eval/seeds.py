@@ -1,0 +1,129 @@
+"""Scores over seeds: mean and spread of every method's test score across whole runs.
+
+``scripts/seeds.py`` runs the pipeline once per seed (each in its own copy of the
+workspace) and hands the runs' ``reports/`` folders here; :func:`collect` reads each run's
+test scores (detection on the synthetic test split, the ``fog`` set and every other real
+set, Task 2's accuracy), :func:`summarise` gives mean and standard deviation per method
+(sample sd, ``n - 1``) and the targets of the embedded default, :func:`table` and :func:`plot`
+write them. ``spread`` (the largest sd of a detection method's mAP@0.5, as a fraction) is
+what :mod:`vat.eval.noise` reads as the run's resolution.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+VAT = "VaT D(T_A(I_F)), val-selected"
+VANILLA = "Vanilla D(I_LQ)"
+UNPAIRED = "Unpaired CycleGAN-style D(T_A(I_F))"
+BASELINE = "Baseline D(R(I_LQ))"  # followed by ", R=<arch>"
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def collect(reports: Path) -> dict[str, dict[str, float]]:
+    """One run's test scores: {set: {method: score}} with sets ``test`` (mAP@0.5), each real
+    set by name (mAP@0.5) and ``task2`` (accuracy), where the run has them."""
+    out: dict[str, dict[str, float]] = {}
+    ev = _load(reports / "evaluate" / "metrics.json").get("methods") or {}
+    out["test"] = {k: v["map50"] for k, v in ev.items() if v.get("map50") is not None}
+    for name, s in (_load(reports / "real" / "metrics.json") or {}).items():
+        if isinstance(s, dict) and s.get("methods"):
+            out[name] = {k: v["map50"] for k, v in s["methods"].items() if v.get("map50") is not None}
+    t2 = _load(reports / "classify" / "metrics.json").get("methods") or {}
+    if t2:
+        out["task2"] = {k: v["accuracy"] for k, v in t2.items() if v.get("accuracy") is not None}
+    return {k: v for k, v in out.items() if v}
+
+
+def _stats(values: list[float]) -> dict:
+    sd = statistics.stdev(values) if len(values) > 1 else None
+    return {"mean": statistics.fmean(values), "sd": sd, "values": values}
+
+
+def _baseline(methods: dict) -> str | None:
+    return next((k for k in methods if k.startswith(BASELINE)), None)
+
+
+def summarise(runs: dict[int, dict[str, dict[str, float]]]) -> dict:
+    """Mean and sd per set and method over ``runs`` ({seed: :func:`collect`}); methods every
+    run has. ``targets``: the issue's three margins on the means, each with the sd of the
+    per-seed difference; ``spread``: the largest sd of a ``test`` method, what a single run's
+    differences are judged against."""
+    seeds = sorted(runs)
+    sets: dict[str, dict] = {}
+    for s in sorted({k for r in runs.values() for k in r}):
+        common = set.intersection(*(set(runs[seed].get(s, {})) for seed in seeds))
+        sets[s] = {m: _stats([runs[seed][s][m] for seed in seeds]) for m in sorted(common)}
+
+    def margin(s: str, a: str | None, bs: list[str | None]) -> dict | None:
+        got = sets.get(s, {})
+        if a not in got or not bs or any(b not in got for b in bs):
+            return None
+        diffs = [runs[seed][s][a] - max(runs[seed][s][b] for b in bs) for seed in seeds]
+        return {"of": a, "over": bs} | _stats(diffs)
+
+    test = sets.get("test", {})
+    targets = {
+        "vat_over_best_of_vanilla_baseline": margin("test", VAT, [VANILLA, _baseline(test)]),
+        "vat_over_unpaired": margin("test", VAT, [UNPAIRED]),
+        "fog_vat_over_baseline": margin("fog", VAT, [_baseline(sets.get("fog", {}))]),
+    }
+    sds = [v["sd"] for v in test.values() if v["sd"] is not None]
+    return {
+        "seeds": seeds,
+        "sets": sets,
+        "targets": targets,
+        "spread": {"map50": max(sds) if sds else None},
+    }
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"
+
+
+def table(summary: dict) -> str:
+    """Markdown: per set, mean ± sd of each method (points), then the targets."""
+    n = len(summary["seeds"])
+    lines = [f"# Scores over {n} seeds ({', '.join(map(str, summary['seeds']))})", ""]
+    what = {"task2": "Task 2 accuracy (%)"}
+    for s, methods in summary["sets"].items():
+        lines += [f"## {what.get(s, f'{s}: mAP@0.5 (points)')}", "", "| method | mean | sd | per seed |",
+                  "|---|---|---|---|"]  # fmt: skip
+        for m, v in sorted(methods.items(), key=lambda kv: -kv[1]["mean"]):
+            per_seed = " ".join(_pct(x) for x in v["values"])
+            lines.append(f"| {m} | {_pct(v['mean'])} | {_pct(v['sd'])} | {per_seed} |")
+        lines.append("")
+    lines += ["## Targets (means over seeds; a margin within its sd is not resolved)", ""]
+    for name, t in summary["targets"].items():
+        if t is None:
+            lines.append(f"- {name}: not measured (a method is missing)")
+            continue
+        resolved = t["sd"] is not None and abs(t["mean"]) > t["sd"]
+        lines.append(f"- {name}: {_pct(t['mean'])} points (sd {_pct(t['sd'])}; "
+                     f"{'resolved' if resolved else 'within the seeds spread'})")  # fmt: skip
+    lines += ["", f"spread (largest sd of a test method): {_pct(summary['spread']['map50'])} points", ""]
+    return "\n".join(lines)
+
+
+def plot(summary: dict, path: Path) -> None:
+    """Bars of the mean with sd whiskers, one panel per set."""
+    import matplotlib.pyplot as plt
+
+    sets = summary["sets"]
+    fig, axes = plt.subplots(len(sets), 1, figsize=(8, 2.2 + 0.28 * sum(len(m) for m in sets.values())),
+                             squeeze=False)  # fmt: skip
+    for ax, (s, methods) in zip(axes[:, 0], sets.items(), strict=True):
+        names = sorted(methods, key=lambda m: methods[m]["mean"])
+        ax.barh(range(len(names)), [100 * methods[m]["mean"] for m in names],
+                xerr=[100 * (methods[m]["sd"] or 0) for m in names], color="#4c72b0", capsize=3)  # fmt: skip
+        ax.set_yticks(range(len(names)), names, fontsize=7)
+        ax.set_title(f"{s} ({len(summary['seeds'])} seeds: mean, sd)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
