@@ -31,7 +31,7 @@ from stages import _compose
 from stages._ui import finish, friendly_errors, rich_track, sayer, speed_options
 from vat.config import load_common, read_yaml
 from vat.eval.paper import TABLE4
-from vat.io import write_json
+from vat.eval.summary import write_metrics
 from vat.layout import MAIN, Layout
 from vat.train.config import ablation_row
 from vat.train.speed import Speed
@@ -51,7 +51,7 @@ def run(row: str, params_file: Path = Path("params.yaml"), layout: Layout = MAIN
     if "translator" not in m:  # another rank of a distributed run
         return m
     m = {"row": row, "changes": changes, "label": TABLE4.get(row)} | m | {"train_params": asdict(params)}
-    write_json(m, moved.metrics("train"))
+    write_metrics("ablate", m, moved.report("train"))
     return m
 
 

@@ -40,6 +40,7 @@ from vat.data.sources import PrepareParams
 from vat.errors import ParamsError, VatError
 from vat.eval.paper import TABLE4
 from vat.eval.scoring import EvaluateParams
+from vat.eval.summary import write_metrics
 from vat.io import atomic_dir, write_json
 from vat.labels.rules import PseudolabelParams
 from vat.layout import MAIN, Layout
@@ -144,9 +145,8 @@ def run(params_file: Path = Path("params.yaml"), layout: Layout = MAIN, *, devic
             tp, changes = ablation_row(p["ablate"], row, p["train_dict"], str(params_file))
             moved = cl.ablation(row)
             mr = _compose.run("train", common, tp, moved, device=device, track=track, say=say)
-            write_json(
-                {"row": row, "changes": changes, "label": TABLE4.get(row)} | mr, moved.metrics("train")
-            )
+            mr = {"row": row, "changes": changes, "label": TABLE4.get(row)} | mr
+            write_metrics("ablate", mr, moved.report("train"))
         result = _compose.run("evaluate", common, p["evaluate"], cl, device=device, track=track)
     except VatError as e:
         raise type(e)(full_keys(str(e), cp.changes)) from e
@@ -170,7 +170,7 @@ def run(params_file: Path = Path("params.yaml"), layout: Layout = MAIN, *, devic
         "methods": {k: {key: v[key] for key in scores} for k, v in result["methods"].items()},
         "warnings": [f"{s}: {w}" for s in RUNS[:-1] for w in m[s].get("warnings") or []],
     }
-    write_json(summary, cl.reports / "metrics.json")
+    write_metrics("classify", summary, cl.reports)
     return summary
 
 
@@ -190,7 +190,7 @@ def _not_run(cl: Layout, why: str) -> dict:
     summary = {"task": "classify", "run": False, "why": why}
     with atomic_dir(cl.data) as tmp:
         write_json(summary, tmp / "not_run.json")
-    write_json(summary, cl.reports / "metrics.json")
+    write_metrics("classify", summary, cl.reports)
     return summary
 
 

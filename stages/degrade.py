@@ -28,7 +28,8 @@ from vat.data.degradations import DegradeParams, degrade_record
 from vat.data.manifest import Manifest, read_manifest, write_manifest
 from vat.errors import ParamsError
 from vat.eval.metrics import psnr
-from vat.io import atomic_dirs, atomic_path, load_rgb, rebase, save_png, write_json
+from vat.eval.summary import write_metrics
+from vat.io import atomic_dirs, atomic_path, load_rgb, rebase, save_png
 from vat.layout import MAIN, MANIFEST, Layout
 
 __all__ = ["DegradeParams", "command", "run"]
@@ -62,7 +63,7 @@ def run(
         with atomic_path(tmp / "params.parquet") as t:
             pq.write_table(pa.Table.from_pylist(rows), t)
         metrics = _metrics(params, rows, psnrs)
-        write_json(metrics, rtmp / "metrics.json")
+        write_metrics("degrade", metrics, rtmp)
         _samples(records, [rebase(d.path, out, tmp) for d in degraded], rtmp / "samples.png")
     return metrics
 

@@ -25,9 +25,10 @@ from vat.config import CommonParams, load_common, load_section
 from vat.data.manifest import Manifest, write_manifest
 from vat.data.readers.common import notes
 from vat.data.sources import PrepareParams, counts, read_source
+from vat.eval.summary import write_metrics
 from vat.eval.weak_links import split_fallback
 from vat.inputs import record, section_paths
-from vat.io import atomic_dirs, rebase, save_png, write_json
+from vat.io import atomic_dirs, rebase, save_png
 from vat.layout import MAIN, MANIFEST, Layout
 
 __all__ = ["PrepareParams", "command", "run"]
@@ -45,7 +46,7 @@ def run(
         record(section_paths("prepare", params), tmp, layout.data)  # your dataset's fingerprint
         metrics = {"profile": common.profile, "task": common.task} | counts(manifest) | extra
         metrics["warnings"] = split_fallback(extra.get("read", {}), params.split_ratios)
-        write_json(metrics, rtmp / "metrics.json")
+        write_metrics("prepare", metrics, rtmp)
         _samples(manifest, tmp, out, rtmp / "samples.png")
     return metrics
 

@@ -27,8 +27,9 @@ import typer
 from stages._ui import Track, finish, friendly_errors, no_track, rich_track, shout
 from vat.config import CommonParams, load_common, load_section
 from vat.data.images import resolve_device
+from vat.eval.summary import write_metrics
 from vat.eval.weak_links import pseudolabel_precision
-from vat.io import atomic_dirs, write_json
+from vat.io import atomic_dirs
 from vat.labels.rules import PseudolabelParams, classify, detect, sources, write_images
 from vat.layout import MAIN, Layout
 
@@ -62,7 +63,7 @@ def run(
         metrics["pairing"] = params.pairing
         metrics["images"] = {d: len(v) for d, v in src.role.items()}
         metrics["warnings"] = pseudolabel_precision(metrics)
-        write_json(metrics, rtmp / "metrics.json")
+        write_metrics("pseudolabel", metrics, rtmp)
     return metrics
 
 

@@ -43,6 +43,7 @@ from vat.data.manifest import Manifest, read_manifest, write_manifest
 from vat.data.sources import PrepareParams, read_embedded, read_external
 from vat.errors import DataError, ParamsError
 from vat.eval.scoring import EvaluateParams, evaluate, methods
+from vat.eval.summary import write_metrics
 from vat.inputs import record, stage_paths
 from vat.io import atomic_dir, write_json
 from vat.layout import MAIN, MANIFEST, Layout
@@ -149,7 +150,7 @@ def run(params_file: Path = Path("params.yaml"), layout: Layout = MAIN, *, devic
         }
     reports = layout.report("real")
     reports.mkdir(parents=True, exist_ok=True)
-    write_json(summary, reports / "metrics.json")
+    write_metrics("real", summary, reports)
     layout.out("real").mkdir(parents=True, exist_ok=True)  # DVC's output, even with no set
     write_json(sorted(summary), layout.out("real") / "sets.json")
     record(stage_paths(read_yaml(params_file))["real"], layout.out("real"), layout.data)

@@ -24,7 +24,8 @@ from stages._ui import Track, finish, friendly_errors, no_track, rich_track
 from vat.config import CommonParams, load_common, load_section
 from vat.data.images import resolve_device, same_size_batches
 from vat.data.manifest import Manifest, read_manifest, write_manifest
-from vat.io import atomic_dirs, load_rgb, rebase, save_png, write_json
+from vat.eval.summary import write_metrics
+from vat.io import atomic_dirs, load_rgb, rebase, save_png
 from vat.layout import MAIN, MANIFEST, Layout
 from vat.models.restorers.running import RestoreParams, load_spec, quality, restore_group
 
@@ -70,7 +71,7 @@ def run(
         if clean_pairs:
             here = [replace(r, path=str(rebase(r.path, out, tmp))) for r in restored]
             metrics |= quality(degraded, here, layout.clean)
-        write_json(metrics, rtmp / "metrics.json")
+        write_metrics("restore", metrics, rtmp)
         tiles = []
         for low, rest in list(zip(records, restored, strict=True))[:6]:
             here = rebase(rest.path, out, tmp)  # the restored image before the folder is swapped in

@@ -28,7 +28,7 @@ from stages import _compose
 from stages._ui import finish, friendly_errors, rich_track, sayer
 from vat.config import load_common, load_section
 from vat.errors import ParamsError
-from vat.io import write_json
+from vat.eval.summary import write_metrics
 from vat.labels.rules import PseudolabelParams
 from vat.layout import MAIN, Layout
 from vat.models.restorers.running import RestoreParams
@@ -88,7 +88,7 @@ def run(restorer: str, params_file: Path = Path("params.yaml"), layout: Layout =
         "selected": m["train"]["selected"],
         "steps": m["train"]["steps"],
     }
-    write_json(summary, layout.report("study") / restorer / "metrics.json")
+    write_metrics("study", summary, layout.report("study") / restorer)
     return summary
 
 

@@ -27,6 +27,7 @@ from stages._ui import Track, finish, friendly_errors, no_track, rich_track, sho
 from vat.config import CommonParams, load_common, load_section
 from vat.data.images import resolve_device
 from vat.data.manifest import read_manifest
+from vat.eval.summary import write_metrics
 from vat.eval.weak_links import detector_floor
 from vat.inputs import record, section_paths
 from vat.io import atomic_dirs, final_names, write_json
@@ -59,7 +60,7 @@ def run(
         details = {
             k: metrics.pop(k) for k in ("history", "val_clean_ap50", "test_clean_ap50") if k in metrics
         }
-        write_json(metrics, rtmp / "metrics.json")
+        write_metrics("train_detector", metrics, rtmp)
         write_json(details, rtmp / "details.json")
     return metrics | details
 

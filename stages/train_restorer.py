@@ -32,6 +32,7 @@ from vat.config import CommonParams, load_common, load_section
 from vat.data.images import pair_records, resolve_device
 from vat.data.manifest import read_manifest
 from vat.errors import ParamsError
+from vat.eval.summary import write_metrics
 from vat.eval.weak_links import restorer_worse
 from vat.inputs import record, section_paths
 from vat.io import atomic_dirs, load_rgb, save_png, write_json
@@ -81,7 +82,7 @@ def run(
                    "device": str(dev)} | scores  # fmt: skip
         metrics["warnings"] = warnings
         metrics["history"] = history
-        write_json(metrics, rtmp / "metrics.json")
+        write_metrics("train_restorer", metrics, rtmp)
         _samples(restorer, pair_records(degraded, clean, "test")[:4], dev, rtmp / "samples.png", params.arch)
     return metrics
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from vat.layout import DATA_ONLY, MAIN, REPORTS_ONLY
+from vat.layout import DATA_ONLY, MAIN, METRICS, REPORTS_ONLY, SUMMARY
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
@@ -59,16 +59,26 @@ def test_outputs_are_where_the_layout_puts_them():
         assert outs == expected, name
 
 
-def test_every_stage_metrics_file_is_declared():
+def _out_covers(outs: list[str], path: str) -> bool:
+    return any(path == o or path.startswith(o + "/") for o in outs)
+
+
+def test_every_stage_summary_is_declared_and_its_full_record_is_an_out():
+    """DVC's metrics are the summaries (vat/eval/summary.py: a short `dvc metrics show`); each
+    full record, metrics.json beside its summary, is a stage's out (not a DVC metric)."""
     declared = set(DVC["metrics"])
     for name, spec in DVC["stages"].items():
         body = spec.get("do", spec)
         declared |= {next(iter(m)) for m in body.get("metrics", [])}
-        metrics = str(MAIN.metrics(name))
+        outs = [next(iter(o)) if isinstance(o, dict) else o for o in body.get("outs", [])]
+        summary, metrics = str(MAIN.summary(name)), str(MAIN.metrics(name))
         if "foreach" in spec:
-            metrics = f"{MAIN.report(name)}/${{{'key' if name == 'ablate' else 'item'}}}/metrics.json"
+            row = f"{MAIN.report(name)}/${{{'key' if name == 'ablate' else 'item'}}}"
+            summary, metrics = f"{row}/{SUMMARY}", f"{row}/{METRICS}"
         if name not in ("report", *DATA_ONLY):
-            assert metrics in declared, name
+            assert summary in declared, name
+            assert _out_covers(outs, metrics), name
+    assert all(Path(m).name == SUMMARY for m in declared), sorted(declared)
     plots = {next(iter(p)) for p in DVC["plots"]}
     for stage in ("train", "unpaired", "classify/train"):
         assert f"reports/{stage}/live/plots/metrics" in plots

@@ -33,7 +33,8 @@ MANIFEST = "manifest.parquet"  # prepare, degrade, restore (schema: vat/data/man
 RESTORER_SPEC = "restorer.json"  # train_restorer: what restore builds
 TRANSLATOR = "translator.pt"  # train, unpaired, ablate ROW: the selected translator
 LAST = "last.pt"  # ... and the last epoch's
-METRICS = "metrics.json"  # every stage's headline numbers, under reports/<stage>/
+METRICS = "metrics.json"  # every stage's full record, under reports/<stage>/
+SUMMARY = "summary.json"  # ... and beside it its headline numbers, DVC's metric (vat/eval/summary.py)
 INPUTS = "inputs.json"  # prepare, train_restorer, train_detector, real: your files' fingerprint
 
 
@@ -132,6 +133,9 @@ class Layout:
 
     def metrics(self, stage: str) -> Path:
         return self.report(stage) / METRICS
+
+    def summary(self, stage: str) -> Path:
+        return self.report(stage) / SUMMARY
 
 
 MAIN = Layout()

@@ -24,7 +24,8 @@ from vat.config import CommonParams
 from vat.data.manifest import Manifest, read_manifest
 from vat.errors import DataError
 from vat.eval.evaluation import scoring_model
-from vat.io import atomic_dirs, load_rgb, save_png, write_json, write_text
+from vat.eval.summary import write_metrics
+from vat.io import atomic_dirs, load_rgb, save_png, write_text
 from vat.layout import MANIFEST, TRANSLATOR, Layout
 
 Method = Path | tuple[Path, Path]  # a manifest D sees, or (translator, restored manifest)
@@ -153,7 +154,7 @@ def evaluate(
     with atomic_dirs(merge=[reports]) as (tmp,):
         if common.task == "classify":
             _roc(rows, ctx.truth.classes, params.split, tmp / "roc.png")
-        write_json(result, tmp / "metrics.json")
+        write_metrics("evaluate", result, tmp)
         write_text(_table(result, ctx.truth.classes), tmp / "table.md")
         if common.task != "classify":
             _grid(ctx, inputs, tmp / "grid.png", last="clean, true boxes" if clean_pairs else "true boxes")

@@ -38,7 +38,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vat.io import atomic_dirs, save_torch, write_json
+from vat.eval.summary import write_metrics
+from vat.io import atomic_dirs, save_torch
 from vat.train import distributed as dist
 from vat.train.results import samples, snapshot, validate, write_translators
 from vat.train.resume import STATE_FORMAT, TrainingError, load_state, restart_hint, saved_step
@@ -312,7 +313,7 @@ class _Fit:
             "resumed_at_step": self.resumed,
             "stale_state": self.stale,
         } | self.obj.metrics()
-        write_json(metrics, reports / "metrics.json")
+        write_metrics("train", metrics, reports)  # unpaired's and an ablation row's too: one rule
         if self.live is not None:
             self.live.end()
         if ins.val:
