@@ -52,6 +52,7 @@ gives 3.06M at width 32.) :func:`parameter_table` computes:
     vat-w32         32  2.763M          2.75M   5.509M
     vat-w48         48  6.100M          6.10M   12.166M
     vat-release     16  0.190M          -       0.375M
+    vat-release-w8   8  0.051M          -       0.100M
     vat-release-w48 48  1.633M          -       3.232M
 
 The three small widths are therefore 2.2-3.7x smaller than the paper says. ``vat-release`` keeps the
@@ -105,12 +106,7 @@ class TranslatorConfig:
     """Architecture of :class:`VaT`; saved with every checkpoint (:meth:`to_dict`)."""
 
     width: int = 16  # base width: channels at full resolution; even, >= 2
-    blocks: tuple[int, ...] = (
-        1,
-        1,
-        2,
-        2,
-    )  # transformer blocks per level, full resolution first; levels = len
+    blocks: tuple[int, ...] = (1, 1, 2, 2)  # transformer blocks per level, full resolution first
     heads: tuple[int, ...] = (1, 2, 4, 8)  # attention heads per level; width * 2**l divisible by heads[l]
     refinement: int = 1  # transformer blocks after the decoder, at full resolution
     ffn_expansion: float = 2.66  # GDFN hidden channels = int(C * ffn_expansion) (Restormer: 2.66)
@@ -173,6 +169,8 @@ TRANSLATORS: dict[str, TranslatorConfig] = {
     # depth profile of the authors' released network (base_dim 16, 3 levels, 2 heads, blocks
     # only at 1/2 and 1/4 resolution, one block in G); kept for comparison with their code
     "vat-release": TranslatorConfig(width=16, blocks=(0, 1, 1), heads=(2, 2, 2), refinement=0),
+    # that depth at width 8: the CPU default's width-study row
+    "vat-release-w8": TranslatorConfig(width=8, blocks=(0, 1, 1), heads=(2, 2, 2), refinement=0),
     # the same depth at width 48: what the speed and memory targets' reference numbers for
     # "width 48" were taken on (reports/bench/README.md), a quarter of vat-w48's translator FLOPs
     "vat-release-w48": TranslatorConfig(width=48, blocks=(0, 1, 1), heads=(2, 2, 2), refinement=0),
