@@ -415,10 +415,11 @@ def test_default_ablation_rows_are_table4s():
     from vat.eval.paper import TABLE4
 
     rows = profile_params("default", ROOT / "profiles")["ablate"]
-    assert set(rows) == set(TABLE4) | {"w8"} and rows["w8"] == {"translator": "vat-w8"}
+    assert set(rows) == set(TABLE4) | {"w8"} and rows["w8"] == {"translator": "vat-release-w8"}
     assert rows["no_mle"]["use_mle"] is False and rows["plain_mixup"] == {"mixup": "plain"}
     paper = profile_params("paper", ROOT / "profiles")["ablate"]
     assert set(TABLE4) < set(paper) and paper["w48"] == {"translator": "vat-w48"}
+    assert paper["w8"] == {"translator": "vat-w8"}  # the paper's width study keeps one depth
 
 
 # -- the unpaired stage: CycleGAN-style, no pseudo-labels -------------------------------------------
