@@ -8,7 +8,8 @@ Each seed other than the workspace's runs `dvc repro` in its own copy of the wor
 `common.seed` set in the copy's params.yaml; the workspace's own seed reuses its reports
 when `dvc status` says the pipeline is up to date, else runs in a copy too. Every random
 draw of a run derives from `common.seed` (vat/seeding.py): data, R, D, translators. The
-copies stay (their `repro.log` and reports); delete `--work` to free the space. Runs are
+copies stay (their `repro.log` and reports; `--resume` runs on in them after a failure);
+delete `--work` to free the space. Runs are
 sequential: on a 2-core CPU each takes what `make repro` takes.
 
 Writes reports/seeds/metrics.json (vat/eval/seeds.py: per set and method mean, sd and
@@ -57,17 +58,23 @@ def copy_workspace(root: Path, dest: Path) -> None:
         if src.is_file():
             (dest / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / f)
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)  # DVC wants a SCM root or --no-scm
     shutil.copytree(root / ".dvc", dest / ".dvc", dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("cache", "tmp"))  # fmt: skip
+    # DVC wants a git root, and DVCLive (the training logs) a commit in it
+    git = ["git", "-c", "user.name=seeds", "-c", "user.email=seeds@localhost"]
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    subprocess.run(git + ["add", "-A"], cwd=dest, check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "copied by scripts/seeds.py"], cwd=dest, check=True)
 
 
-def run_seed(root: Path, work: Path, seed: int) -> Path:
-    """``dvc repro`` in a copy with ``common.seed = seed``; returns the copy's reports/."""
+def run_seed(root: Path, work: Path, seed: int, resume: bool = False) -> Path:
+    """``dvc repro`` in a copy with ``common.seed = seed``; returns the copy's reports/.
+    ``resume``: an existing copy is run on as it is (what it finished stays)."""
     dest = work / f"seed-{seed}"
-    copy_workspace(root, dest)
-    params = dest / "params.yaml"
-    params.write_text(SEED_LINE.sub(lambda m: f"{m.group(1)}{seed}", params.read_text(), count=1))
+    if not (resume and (dest / ".git").is_dir()):
+        copy_workspace(root, dest)
+        params = dest / "params.yaml"
+        params.write_text(SEED_LINE.sub(lambda m: f"{m.group(1)}{seed}", params.read_text(), count=1))
     env = os.environ | {"PYTHONPATH": str(dest)}  # the copy's code, not the installed workspace's
     print(f"seeds: seed {seed}: dvc repro in {dest} (log: {dest / 'repro.log'})", flush=True)
     with open(dest / "repro.log", "w") as log:
@@ -83,6 +90,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--work", type=Path, default=ROOT / ".seeds", help="folder for the copies")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "seeds")
+    ap.add_argument("--resume", action="store_true", help="run on in existing copies instead of new ones")
     args = ap.parse_args()
     if len(set(args.seeds)) < 2:
         raise SystemExit("seeds: give at least two different seeds")
@@ -93,7 +101,7 @@ def main() -> None:
             print(f"seeds: seed {seed}: the workspace's run (dvc status: up to date)", flush=True)
             reports = ROOT / "reports"
         else:
-            reports = run_seed(ROOT, args.work, seed)
+            reports = run_seed(ROOT, args.work, seed, args.resume)
         runs[seed] = collect(reports)
     summary = summarise(runs)
     args.out.mkdir(parents=True, exist_ok=True)
