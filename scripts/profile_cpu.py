@@ -3,12 +3,12 @@
     python scripts/profile_cpu.py --label after            # -> reports/bench/profile-cpu.json
     PYTHONPATH=../old python scripts/profile_cpu.py --label before   # the same, older code
 
-The step is the embedded default's: vat-w4, batch 4, the small YOLO (yolov8p, 5 classes),
-random images and boxes (vat/bench/train.py's setup), at `--size` px, with the CPU's speed
-options as `vat train` resolves them (`--plain`: every option off). Each call adds one
-labelled entry to the JSON file and rewrites profile-cpu.md from all entries, so runs of
-two code versions sit side by side. Timing: 2 warm-up steps, then `--steps` timed steps;
-the profile is 3 more steps.
+The step is the embedded default's: `--translator` (vat-w4 unless given), batch 4,
+the small YOLO (yolov8p, 5 classes), random images and boxes (vat/bench/train.py's
+setup), at `--size` px, with the CPU's speed options as `vat train` resolves them
+(`--plain`: every option off). Each call adds one labelled entry to the JSON file and
+rewrites profile-cpu.md from all entries, so runs of two code versions sit side by side.
+Timing: 2 warm-up steps, then `--steps` timed steps; the profile is 3 more steps.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def measure(size: int, steps: int, plain: bool) -> dict:
+def measure(size: int, steps: int, plain: bool, translator: str = "vat-w4") -> dict:
     from torch.profiler import ProfilerActivity, profile
 
     from vat.bench.train import BenchConfig, _setup
     from vat.train.speed import PLAIN, Speed
 
     speed = PLAIN if plain else Speed().resolve("cpu")
-    cfg = BenchConfig(translator="vat-w4", size=size, batch=4, speed=speed, detector="yolov8p.yaml", nc=5)
+    cfg = BenchConfig(translator=translator, size=size, batch=4, speed=speed, detector="yolov8p.yaml", nc=5)
     s = _setup(cfg, torch.device("cpu"), 0)
     opt = torch.optim.AdamW(s.model.parameters(), lr=1e-4)
     gen = torch.Generator()
@@ -61,6 +61,7 @@ def measure(size: int, steps: int, plain: bool) -> dict:
            for e in rows[:12]]  # fmt: skip
     return {
         "size": size,
+        "translator": translator,
         "speed": list(speed.enabled()),
         "images_per_s": round(4 * steps / dt, 3),
         "profiled_ms_per_step": round(total / 3e3, 1),
@@ -70,13 +71,14 @@ def measure(size: int, steps: int, plain: bool) -> dict:
 
 def markdown(entries: list[dict]) -> str:
     lines = ["# The default's training step on this CPU (torch.profiler)", "",
-             "`python scripts/profile_cpu.py` (vat-w4, batch 4, yolov8p with 5 classes, random "
+             "`python scripts/profile_cpu.py` (batch 4, yolov8p with 5 classes, random "
              "images and boxes; img/s over the timed steps, then the self-CPU time of the top "
              "operators over 3 profiled steps). Entries of one file were measured on one machine.",
              ""]  # fmt: skip
     for e in entries:
         speed = ", ".join(e["speed"]) or "plain"
-        head = f"## {e['label']} ({e['commit']}, {e['size']} px, speed: {speed}, {e['threads']} threads)"
+        what = f"{e['translator']}, {e['size']} px, speed: {speed}"
+        head = f"## {e['label']} ({what}; {e['commit']}, {e['threads']} threads)"
         lines += [head, "",
                   f"{e['images_per_s']} img/s; profiled {e['profiled_ms_per_step']} ms per step", "",
                   "| operator | self ms / step | share | calls / step |", "|---|---|---|---|"]  # fmt: skip
@@ -92,6 +94,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--plain", action="store_true", help="every speed option off")
+    ap.add_argument("--translator", default="vat-w4", help="a registry name (vat/models/translator.py)")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "bench")
     args = ap.parse_args()
     import vat
@@ -100,7 +103,7 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=code, capture_output=True,
                             text=True).stdout.strip() or "unknown"  # fmt: skip
     entry = {"label": args.label, "commit": commit, "threads": torch.get_num_threads()}
-    entry |= measure(args.size, args.steps, args.plain)
+    entry |= measure(args.size, args.steps, args.plain, args.translator)
     path = args.out / "profile-cpu.json"
     old = json.loads(path.read_text()) if path.is_file() else []
     entries = [e for e in old if e["label"] != args.label]
