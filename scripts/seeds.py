@@ -77,7 +77,7 @@ def run_seed(root: Path, work: Path, seed: int, resume: bool = False) -> Path:
         params.write_text(SEED_LINE.sub(lambda m: f"{m.group(1)}{seed}", params.read_text(), count=1))
     env = os.environ | {"PYTHONPATH": str(dest)}  # the copy's code, not the installed workspace's
     print(f"seeds: seed {seed}: dvc repro in {dest} (log: {dest / 'repro.log'})", flush=True)
-    with open(dest / "repro.log", "w") as log:
+    with open(dest / "repro.log", "a") as log:  # a resumed run adds to the log
         rc = subprocess.run(["dvc", "repro"], cwd=dest, env=env, stdout=log, stderr=subprocess.STDOUT)
     rc = rc.returncode
     if rc:
@@ -103,7 +103,8 @@ def main() -> None:
         else:
             reports = run_seed(ROOT, args.work, seed, args.resume)
         runs[seed] = collect(reports)
-    summary = summarise(runs)
+    profile = re.search(r"^  profile:\s*(\S+)", (ROOT / "params.yaml").read_text(), re.M)
+    summary = summarise(runs, profile.group(1) if profile else None)
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(summary, args.out / "metrics.json")
     write_text(table(summary), args.out / "table.md")

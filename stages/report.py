@@ -9,7 +9,8 @@ Reads:   params.yaml [common] (the profile's name);
          pseudolabel, restore, train, unpaired, evaluate; reports/{ablate,study}/*/metrics.json;
          reports/evaluate/grid.png, reports/train/samples.png, reports/unpaired/samples.png;
          reports/classify/ (Task 2: metrics.json, evaluate/metrics.json, evaluate/roc.png);
-         reports/real/ (test sets without clean pairs: metrics.json, NAME/metrics.json, NAME/grid.png)
+         reports/real/ (test sets without clean pairs: metrics.json, NAME/metrics.json, NAME/grid.png);
+         reports/seeds/metrics.json (scripts/seeds.py: the spread over seeds, for the noise rule)
 Writes:  reports/report/report.md, reports/report/report.html, and the studies' plots
          reports/report/fig8_width.png, fig8_restorers.png (where their rows exist)
 """

@@ -92,7 +92,7 @@ def test_report_fills_unpaired_ablations_width_study_and_checks_the_papers_order
     ev = {"images": 10, "split": "test", "task": "haze", "metric": "mAP@0.5", "methods": methods,
           "niqe": {"patch": 32, "pristine_blocks": 900}}  # fmt: skip
     _write(tmp_path / "evaluate/metrics.json", ev)
-    _write(tmp_path / "seeds/metrics.json", {"spread": {"map50": 0.001}})  # 0.1 points: every step counts
+    _write(tmp_path / "seeds/metrics.json", {"seeds": [0, 1, 2], "spread": {"map50": 0.001}})  # 0.1 points
     tr = {"translator": "vat-w4", "params_inference": 60_000, "steps": 9, "images_per_second": 1.0,
           "device": "cpu", "selected": {"epoch": 1, "selected": "last"}, "val": []}  # fmt: skip
     _write(tmp_path / "train/metrics.json", tr)
@@ -110,7 +110,7 @@ def test_report_fills_unpaired_ablations_width_study_and_checks_the_papers_order
     assert (
         "VaT above unpaired translation and above the restorer baseline: 2 of 2 hold here beyond noise" in md
     )
-    assert "Differences under 0.10 points (the spread measured over seeds (reports/seeds))" in md
+    assert "Differences under 0.10 points (the spread measured over 3 seeds (reports/seeds))" in md
     assert "| + gated fusion | `gate` | 41.00 | not run (add gate to classify.rows) | 47.49 | 41.62 |" in md
     assert "| + gated fusion + uncertainty mixup (full VaT) | `train` | 45.00 | not run | 49.48 |" in md
     assert "4 of 5 steps hold here beyond noise" in md
@@ -204,3 +204,10 @@ def test_noise_rules_order_and_trend_only_beyond_the_resolution(tmp_path):
     prep = {"images": 40, "splits": {"test": {"images": 8, "boxes": 25}}}
     res = noise.resolution(tmp_path, prep, {"split": "test", "images": 8})
     assert abs(res[0] - 0.1) < 1e-9 and "N = 25 objects" in res[1]  # 0.5 / sqrt(25)
+    # a spread measured over seeds counts for runs of the profile it was measured on only
+    (tmp_path / "seeds").mkdir()
+    measured = {"profile": "default", "seeds": [0, 1], "spread": {"map50": 0.02}}
+    (tmp_path / "seeds" / "metrics.json").write_text(json.dumps(measured))
+    assert noise.resolution(tmp_path, prep | {"profile": "tiny"}, {"split": "test"}) == res
+    got = noise.resolution(tmp_path, prep | {"profile": "default"}, {"split": "test"})
+    assert got == (0.02, "the spread measured over 2 seeds (reports/seeds)")

@@ -1,8 +1,9 @@
 """What a run can resolve, and orderings and trends stated only above it (the report's wording).
 
 A difference between two test scores counts only when it exceeds the run's resolution:
-the spread of that score over seeds where ``reports/seeds/metrics.json`` measured one
-(``{"spread": {"map50": ...}}``, a standard deviation as a fraction), else one standard error
+the spread of that score over seeds where ``reports/seeds/metrics.json`` measured one for
+the run's profile (``{"profile": ..., "spread": {"map50": ...}}``, a standard deviation as a
+fraction; scripts/seeds.py), else one standard error
 of a proportion on the test set's N objects (or images), 0.5 / sqrt(N), a stated bound rather
 than a measurement. Anything closer is "within noise", never an ordering.
 """
@@ -18,9 +19,11 @@ def resolution(reports: Path, prep: dict | None, ev: dict | None, key: str = "ma
     """(the smallest difference in ``key`` this run resolves, as a fraction; how it was found)."""
     seeds = reports / "seeds" / "metrics.json"
     if seeds.is_file():
-        spread = (json.loads(seeds.read_text()).get("spread") or {}).get(key)
-        if spread:
-            return float(spread), "the spread measured over seeds (reports/seeds)"
+        measured = json.loads(seeds.read_text())
+        spread = (measured.get("spread") or {}).get(key)
+        n = len(measured.get("seeds", []))
+        if spread and measured.get("profile") == (prep or {}).get("profile"):  # not another profile's
+            return float(spread), f"the spread measured over {n} seeds (reports/seeds)"
     split = (ev or {}).get("split", "test")
     s = ((prep or {}).get("splits") or {}).get(split) or {}
     n, what = (

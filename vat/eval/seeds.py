@@ -5,8 +5,8 @@ workspace) and hands the runs' ``reports/`` folders here; :func:`collect` reads 
 test scores (detection on the synthetic test split, the ``fog`` set and every other real
 set, Task 2's accuracy), :func:`summarise` gives mean and standard deviation per method
 (sample sd, ``n - 1``) and the targets of the embedded default, :func:`table` and :func:`plot`
-write them. ``spread`` (the largest sd of a detection method's mAP@0.5, as a fraction) is
-what :mod:`vat.eval.noise` reads as the run's resolution.
+write them. ``spread`` (the largest sd over seeds of a row's mAP@0.5 minus the baseline's, as
+a fraction) is what :mod:`vat.eval.noise` reads as the run's resolution.
 """
 
 from __future__ import annotations
@@ -50,11 +50,14 @@ def _baseline(methods: dict) -> str | None:
     return next((k for k in methods if k.startswith(BASELINE)), None)
 
 
-def summarise(runs: dict[int, dict[str, dict[str, float]]]) -> dict:
+def summarise(runs: dict[int, dict[str, dict[str, float]]], profile: str | None = None) -> dict:
     """Mean and sd per set and method over ``runs`` ({seed: :func:`collect`}); methods every
     run has. ``targets``: the issue's three margins on the means, each with the sd of the
-    per-seed difference; ``spread``: the largest sd of a ``test`` method, what a single run's
-    differences are judged against."""
+    per-seed difference; ``spread``: the largest sd over seeds of a translator row's test score
+    minus the baseline's in the same run (VaT, ablation and unpaired rows), what a single run's
+    differences are judged against. Differences, not scores: a seed draws new scenes, which
+    moves every method's score together (the sd of one method's score is several times larger).
+    """
     seeds = sorted(runs)
     sets: dict[str, dict] = {}
     for s in sorted({k for r in runs.values() for k in r}):
@@ -74,8 +77,12 @@ def summarise(runs: dict[int, dict[str, dict[str, float]]]) -> dict:
         "vat_over_unpaired": margin("test", VAT, [UNPAIRED]),
         "fog_vat_over_baseline": margin("fog", VAT, [_baseline(sets.get("fog", {}))]),
     }
-    sds = [v["sd"] for v in test.values() if v["sd"] is not None]
+    base = _baseline(test)
+    compared = [m for m in test if m != base and m.startswith(("VaT", "Ablation", "Unpaired"))]
+    sds = [statistics.stdev([runs[s]["test"][m] - runs[s]["test"][base] for s in seeds])
+           for m in compared if base and len(seeds) > 1]  # fmt: skip
     return {
+        "profile": profile,  # the runs' common.profile: the report uses the spread for it only
         "seeds": seeds,
         "sets": sets,
         "targets": targets,
@@ -107,7 +114,8 @@ def table(summary: dict) -> str:
         resolved = t["sd"] is not None and abs(t["mean"]) > t["sd"]
         lines.append(f"- {name}: {_pct(t['mean'])} points (sd {_pct(t['sd'])}; "
                      f"{'resolved' if resolved else 'within the seeds spread'})")  # fmt: skip
-    lines += ["", f"spread (largest sd of a test method): {_pct(summary['spread']['map50'])} points", ""]
+    spread = _pct(summary["spread"]["map50"])
+    lines += ["", f"spread (largest sd over seeds of a row's mAP minus the baseline's): {spread} points", ""]
     return "\n".join(lines)
 
 
