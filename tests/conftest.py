@@ -65,7 +65,9 @@ def copy_repo(dst):
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=root,
                            capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
     for f in files:
+        # reports/seeds/ is an input (the report's measured spread, scripts/seeds.py), not an output
         committed_output = f.startswith(("data/", "reports/")) and not f.endswith("README.md")
+        committed_output = committed_output and not f.startswith("reports/seeds/")
         if (root / f).is_file() and not committed_output:
             (dst / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(root / f, dst / f)
