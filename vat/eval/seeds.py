@@ -11,10 +11,10 @@ a fraction) is what :mod:`vat.eval.noise` reads as the run's resolution.
 
 from __future__ import annotations
 
-import json
-import math
 import statistics
 from pathlib import Path
+
+from vat.eval.report import load_metrics, pct
 
 VAT = "VaT D(T_A(I_F)), val-selected"
 VANILLA = "Vanilla D(I_LQ)"
@@ -22,20 +22,16 @@ UNPAIRED = "Unpaired CycleGAN-style D(T_A(I_F))"
 BASELINE = "Baseline D(R(I_LQ))"  # followed by ", R=<arch>"
 
 
-def _load(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def collect(reports: Path) -> dict[str, dict[str, float]]:
     """One run's test scores: {set: {method: score}} with sets ``test`` (mAP@0.5), each real
     set by name (mAP@0.5) and ``task2`` (accuracy), where the run has them."""
     out: dict[str, dict[str, float]] = {}
-    ev = _load(reports / "evaluate" / "metrics.json").get("methods") or {}
+    ev = (load_metrics(reports, "evaluate") or {}).get("methods") or {}
     out["test"] = {k: v["map50"] for k, v in ev.items() if v.get("map50") is not None}
-    for name, s in (_load(reports / "real" / "metrics.json") or {}).items():
+    for name, s in (load_metrics(reports, "real") or {}).items():
         if isinstance(s, dict) and s.get("methods"):
             out[name] = {k: v["map50"] for k, v in s["methods"].items() if v.get("map50") is not None}
-    t2 = _load(reports / "classify" / "metrics.json").get("methods") or {}
+    t2 = (load_metrics(reports, "classify") or {}).get("methods") or {}
     if t2:
         out["task2"] = {k: v["accuracy"] for k, v in t2.items() if v.get("accuracy") is not None}
     return {k: v for k, v in out.items() if v}
@@ -90,10 +86,6 @@ def summarise(runs: dict[int, dict[str, dict[str, float]]], profile: str | None 
     }
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"
-
-
 def table(summary: dict) -> str:
     """Markdown: per set, mean ± sd of each method (points), then the targets."""
     n = len(summary["seeds"])
@@ -103,8 +95,8 @@ def table(summary: dict) -> str:
         lines += [f"## {what.get(s, f'{s}: mAP@0.5 (points)')}", "", "| method | mean | sd | per seed |",
                   "|---|---|---|---|"]  # fmt: skip
         for m, v in sorted(methods.items(), key=lambda kv: -kv[1]["mean"]):
-            per_seed = " ".join(_pct(x) for x in v["values"])
-            lines.append(f"| {m} | {_pct(v['mean'])} | {_pct(v['sd'])} | {per_seed} |")
+            per_seed = " ".join(pct(x) for x in v["values"])
+            lines.append(f"| {m} | {pct(v['mean'])} | {pct(v['sd'])} | {per_seed} |")
         lines.append("")
     lines += ["## Targets (means over seeds; a margin within its sd is not resolved)", ""]
     for name, t in summary["targets"].items():
@@ -112,9 +104,9 @@ def table(summary: dict) -> str:
             lines.append(f"- {name}: not measured (a method is missing)")
             continue
         resolved = t["sd"] is not None and abs(t["mean"]) > t["sd"]
-        lines.append(f"- {name}: {_pct(t['mean'])} points (sd {_pct(t['sd'])}; "
+        lines.append(f"- {name}: {pct(t['mean'])} points (sd {pct(t['sd'])}; "
                      f"{'resolved' if resolved else 'within the seeds spread'})")  # fmt: skip
-    spread = _pct(summary["spread"]["map50"])
+    spread = pct(summary["spread"]["map50"])
     lines += ["", f"spread (largest sd over seeds of a row's mAP minus the baseline's): {spread} points", ""]
     return "\n".join(lines)
 
