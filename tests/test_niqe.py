@@ -57,3 +57,31 @@ def test_niqe_fitted_on_clean_scenes_ranks_degradations():
     blurred = np.mean([model.score(cv2.GaussianBlur(im, (0, 0), 3)) for im in scenes[10:]])
     assert clean < noisy and clean < blurred, (clean, noisy, blurred)
     assert model.score(scenes[10]) == model.score(scenes[10].copy())  # deterministic
+
+
+def test_block_features_equal_fitting_each_block_alone():
+    """The vectorised features are the per-block fits of the MSCN block and its four
+    neighbour products (the definition), block by block from the top left."""
+    from vat.eval.niqe import _PAIRS, _grey
+
+    image = render_scene(SceneSpec(width=160, height=96), np.random.default_rng(3)).image
+    f, sharp = patch_features(image, 32)
+    m, sigma = mscn(_grey(image))
+    for k, (r, c) in enumerate((r, c) for r in range(3) for c in range(5)):
+        block = m[r * 32 : (r + 1) * 32, c * 32 : (c + 1) * 32]
+        want = list(fit_ggd(block))
+        for a, b in _PAIRS:
+            want += list(fit_aggd(block[a] * block[b]))
+        np.testing.assert_allclose(f[k, :18], want, rtol=1e-9, atol=1e-12)
+        assert sharp[k] == pytest.approx(sigma[r * 32 : (r + 1) * 32, c * 32 : (c + 1) * 32].mean(), rel=1e-9)
+
+
+def test_nearest_grid_entry_is_argmin_of_the_distance():
+    from vat.eval.niqe import _R_AGGD, _R_GGD, _nearest
+
+    rng = np.random.default_rng(0)
+    for table in (_R_GGD, _R_AGGD):  # one decreasing, one increasing
+        v = np.concatenate([rng.uniform(table.min() - 1, table.max() + 1, 2000), table[::97],
+                            (table[1:] + table[:-1])[::89] / 2])  # fmt: skip
+        want = np.argmin(np.abs(table[None] - v[:, None]), axis=1)
+        np.testing.assert_array_equal(_nearest(table, v), want)

@@ -710,3 +710,31 @@ def test_sample_pictures_name_the_method_that_made_them():
     from vat.train.unpaired import CycleGANObjective
 
     assert VatObjective.title == "VaT" and CycleGANObjective.title == "Unpaired"
+
+
+def test_evaluate_scores_the_same_weights_once(base, monkeypatch):
+    """Two rows whose files hold the same weights (one epoch: the last = the val-selected) are
+    scored once and get the same numbers, each with its own file and epoch; other weights are
+    scored on their own."""
+    import vat.eval.scoring as scoring
+    from vat.models.translator import create_translator, save_translator
+
+    a, b = (create_translator("vat-release", seed=s, with_t_b=False) for s in (0, 1))
+    files = [base / "same_1.pt", base / "same_2.pt", base / "other.pt"]
+    save_translator(a, files[0], {"epoch": 1, "selected": "val"})
+    save_translator(a, files[1], {"epoch": 2, "selected": "last"})
+    save_translator(b, files[2], {"epoch": 1})
+    rest = at(base).restored
+    calls = []
+    real = scoring._score_translator
+    monkeypatch.setattr(scoring, "_score_translator", lambda ctx, spec: calls.append(spec) or real(ctx, spec))
+    params = scoring.EvaluateParams(split="test", interpolation="voc_all_point", niqe_patch=None)
+    rows = scoring.evaluate(COMMON, params, {f.stem: (f, rest) for f in files}, at(base), base / "ev_same",
+                            device="cpu")["methods"]  # fmt: skip
+    assert [c[0] for c in calls] == [files[0], files[2]]
+    drop = ("translator", "epoch")
+    assert {k: v for k, v in rows["same_1"].items() if k not in drop} == {
+        k: v for k, v in rows["same_2"].items() if k not in drop
+    }
+    assert (rows["same_1"]["epoch"], rows["same_2"]["epoch"]) == (1, 2)
+    assert rows["same_2"]["translator"] == str(files[1])

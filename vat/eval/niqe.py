@@ -37,6 +37,20 @@ _R_GGD = G(1 / _ALPHAS) * G(3 / _ALPHAS) / G(2 / _ALPHAS) ** 2
 _R_AGGD = G(2 / _ALPHAS) ** 2 / (G(1 / _ALPHAS) * G(3 / _ALPHAS))
 
 
+def _nearest(table: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """For each value of ``v``, the index of the nearest entry of ``table``, a strictly monotonic
+    grid (the first on a tie): ``argmin(|table - v|)`` without the (len(v), len(table)) matrix."""
+    flip = table[0] > table[-1]
+    t = table[::-1] if flip else table  # increasing
+    hi = np.clip(np.searchsorted(t, v), 1, len(t) - 1)
+    lo = hi - 1
+    take_hi = np.abs(t[hi] - v) < np.abs(t[lo] - v)  # on a tie: the lower index of ``table``
+    if flip:
+        hi, lo = len(t) - 1 - hi, len(t) - 1 - lo
+        take_hi = np.abs(t[::-1][hi] - v) <= np.abs(t[::-1][lo] - v)
+    return np.where(take_hi, hi, lo)
+
+
 def mscn(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(MSCN coefficients, local sigma) of a float image in [0, 255]."""
     x = grey.astype(np.float64)
@@ -46,33 +60,43 @@ def mscn(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (x - mu) / (sigma + 1.0), sigma
 
 
+def _ggd(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(shape alpha, variance) of a zero-mean generalized Gaussian fitted to each row of ``x``
+    (n, k), by moment matching."""
+    var, e = np.mean(x * x, axis=1), np.mean(np.abs(x), axis=1)
+    bad = (var <= 0) | (e <= 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = var / e**2
+    alpha = _ALPHAS[_nearest(_R_GGD, np.nan_to_num(rho))]
+    return np.where(bad, _ALPHAS[-1], alpha), np.where(bad, 0.0, var)
+
+
+def _aggd(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(shape alpha, mean, left variance, right variance) of an asymmetric generalized Gaussian
+    fitted to each row of ``x`` (n, k)."""
+    sq = x * x
+    n_left, n_right = (x < 0).sum(axis=1), (x > 0).sum(axis=1)
+    l_var = np.where(x < 0, sq, 0.0).sum(axis=1) / np.maximum(n_left, 1)  # 0 where no value is < 0
+    r_var = np.where(x > 0, sq, 0.0).sum(axis=1) / np.maximum(n_right, 1)
+    bad = (l_var <= 0) | (r_var <= 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = np.sqrt(l_var) / np.sqrt(r_var)
+        r_hat = np.mean(np.abs(x), axis=1) ** 2 / np.mean(sq, axis=1)
+        r_norm = r_hat * (g**3 + 1) * (g + 1) / (g**2 + 1) ** 2
+    alpha = np.where(bad, _ALPHAS[-1], _ALPHAS[_nearest(_R_AGGD, np.nan_to_num(r_norm))])
+    g1, g2, g3 = G(1 / alpha), G(2 / alpha), G(3 / alpha)
+    mean = (np.sqrt(r_var) - np.sqrt(l_var)) * g2 / g1 * np.sqrt(g1 / g3)
+    return alpha, np.where(bad, 0.0, mean), l_var, r_var
+
+
 def fit_ggd(x: np.ndarray) -> tuple[float, float]:
     """(shape alpha, variance) of a zero-mean generalized Gaussian, by moment matching."""
-    x = x.ravel()
-    var = float(np.mean(x * x))
-    e = float(np.mean(np.abs(x)))
-    if var <= 0 or e <= 0:
-        return float(_ALPHAS[-1]), 0.0
-    rho = var / e**2
-    return float(_ALPHAS[np.argmin(np.abs(rho - _R_GGD))]), var
+    return tuple(float(v[0]) for v in _ggd(np.ravel(x)[None].astype(np.float64)))
 
 
 def fit_aggd(x: np.ndarray) -> tuple[float, float, float, float]:
     """(shape alpha, mean, left variance, right variance) of an asymmetric generalized Gaussian."""
-    x = x.ravel()
-    left, right = x[x < 0], x[x > 0]
-    l_var = float(np.mean(left * left)) if left.size else 0.0
-    r_var = float(np.mean(right * right)) if right.size else 0.0
-    if l_var <= 0 or r_var <= 0:
-        return float(_ALPHAS[-1]), 0.0, l_var, r_var
-    g = np.sqrt(l_var) / np.sqrt(r_var)
-    r_hat = float(np.mean(np.abs(x))) ** 2 / float(np.mean(x * x))
-    r_norm = r_hat * (g**3 + 1) * (g + 1) / (g**2 + 1) ** 2
-    alpha = float(_ALPHAS[np.argmin((_R_AGGD - r_norm) ** 2)])
-    mean = (
-        (np.sqrt(r_var) - np.sqrt(l_var)) * G(2 / alpha) / G(1 / alpha) * np.sqrt(G(1 / alpha) / G(3 / alpha))
-    )
-    return alpha, float(mean), l_var, r_var
+    return tuple(float(v[0]) for v in _aggd(np.ravel(x)[None].astype(np.float64)))
 
 
 _PAIRS = (  # (a, b) slices of neighbouring MSCN values: horizontal, vertical, two diagonals
@@ -83,12 +107,19 @@ _PAIRS = (  # (a, b) slices of neighbouring MSCN values: horizontal, vertical, t
 )
 
 
-def _block_features(m: np.ndarray) -> list[float]:
-    """18 features of one block of MSCN values (products of neighbours inside the block only)."""
-    feats = list(fit_ggd(m))
+def _tiles(x: np.ndarray, p: int, rows: int, cols: int) -> np.ndarray:
+    """The ``rows`` x ``cols`` blocks of side ``p`` from the top left of ``x``, row by row: (n, p, p)."""
+    return x[: rows * p, : cols * p].reshape(rows, p, cols, p).swapaxes(1, 2).reshape(rows * cols, p, p)
+
+
+def _block_features(m: np.ndarray) -> np.ndarray:
+    """18 features of each block of MSCN values (n, p, p) -> (n, 18); the products of
+    neighbours are taken inside each block only."""
+    n = len(m)
+    feats = list(_ggd(m.reshape(n, -1)))
     for a, b in _PAIRS:
-        feats += list(fit_aggd(m[a] * m[b]))
-    return feats
+        feats += list(_aggd((m[(slice(None), *a)] * m[(slice(None), *b)]).reshape(n, -1)))
+    return np.stack(feats, axis=1)
 
 
 def _grey(image: np.ndarray) -> np.ndarray:
@@ -118,14 +149,9 @@ def patch_features(image: np.ndarray, patch: int = 96) -> tuple[np.ndarray, np.n
             grey = cv2.resize(grey, (w // 2, h // 2), interpolation=cv2.INTER_CUBIC)
         m, sigma = mscn(grey)
         p = patch // scale
-        feats, s = [], []
-        for r in range(rows):
-            for c in range(cols):
-                feats.append(_block_features(m[r * p : (r + 1) * p, c * p : (c + 1) * p]))
-                s.append(float(sigma[r * p : (r + 1) * p, c * p : (c + 1) * p].mean()))
-        out.append(np.asarray(feats))
+        out.append(_block_features(_tiles(m, p, rows, cols)))
         if scale == 1:
-            sharp = np.asarray(s)
+            sharp = _tiles(sigma, p, rows, cols).mean(axis=(1, 2))
     return np.concatenate(out, axis=1), sharp
 
 
