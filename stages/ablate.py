@@ -12,7 +12,8 @@ the width study from them.
 The default rows are Table 4's, top to bottom (the full VaT, the last row, is ``train``):
 ``no_cycle`` (L_mle only), ``no_mle`` (L_cyc only), ``no_gate`` (L_cyc + L_mle, no gated
 fusion, no mixup), ``gate`` (+ gated fusion), ``plain_mixup`` (+ gated fusion + plain mixup);
-and the translator-width study ``w8`` (``translator: vat-release-w8``) beside ``train``'s vat-release.
+the translator-width study ``w8`` (``translator: vat-release-w8``) beside ``train``'s vat-release;
+and ``online`` (``labels: online``: the released code's online pseudo-labels, vat/labels/online.py).
 
 Reads:   params.yaml [common, train, ablate.ROW]; what `train` reads
 Writes:  data/ablate/ROW/translator.pt, last.pt     as data/train/

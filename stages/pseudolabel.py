@@ -10,6 +10,8 @@ never to choose a label.
 Reads:   params.yaml [common, pseudolabel]; data/prepare/, data/degrade/, data/restore/,
          data/train_detector/
 Writes:  data/pseudolabel/boxes.parquet    one row per box (schema: vat/labels/pseudolabels.py)
+         data/pseudolabel/reference.npz    (detection) NUQ's reference set, epsilon and these params:
+                                           what `train.labels: online` re-scores D's new boxes with
          data/pseudolabel/images.parquet   the self-training images and their role
          data/pseudolabel/labels.parquet   (task classify) one row per image
          reports/pseudolabel/metrics.json  precision / recall before and after the filter,

@@ -25,8 +25,9 @@ Distributed: under ``torchrun --nproc_per_node N $(which vat) train`` each proce
 batch, so the run matches a single process.
 
 Reads:   params.yaml [common, train]; data/pseudolabel/ (images.parquet, boxes.parquet or
-         labels.parquet), data/prepare/ (clean image paths; val labels for selection),
-         data/degrade/, data/restore/, data/train_detector/, data/train_restorer/restorer.json
+         labels.parquet; reference.npz with labels: online), data/prepare/ (clean image paths;
+         val labels for selection), data/degrade/, data/restore/, data/train_detector/,
+         data/train_restorer/restorer.json
 Writes:  data/train/translator.pt        the selected translator (G + T_A), with its config
          data/train/last.pt              the last epoch's translator
          reports/train/metrics.json      parameters, steps, img/s, val score per epoch, selection
@@ -96,7 +97,14 @@ def run(
         fp = fingerprint([asdict(common), asdict(params), speed.bf16], input_files(common.task, layout))
         ins = load_inputs(common.task, params.batch, params.select, layout, dev)
         model = build_translator(params, item_seed(common.seed, "train-init"), speed, dev)
-        objective = VatObjective(model, ins.detector, params, speed, common.seed, dev)
+        relabel = None
+        if params.labels == "online":
+            if common.task == "classify":
+                raise ParamsError("train.labels: online is for detection; classification uses cached labels")
+            from vat.labels.online import REFERENCE, OnlineLabels
+
+            relabel = OnlineLabels(ins.detector, layout.pseudolabels / REFERENCE, dev)
+        objective = VatObjective(model, ins.detector, params, speed, common.seed, dev, relabel)
         spec = layout.restorer_spec
         restorer = json.loads(spec.read_text()) if spec.is_file() else None
         return fit(objective, Run(common.seed, params, ins, dev, layout.out("train"), layout.report("train"),

@@ -211,3 +211,22 @@ def test_noise_rules_order_and_trend_only_beyond_the_resolution(tmp_path):
     assert noise.resolution(tmp_path, prep | {"profile": "tiny"}, {"split": "test"}) == res
     got = noise.resolution(tmp_path, prep | {"profile": "default"}, {"split": "test"})
     assert got == (0.02, "the spread measured over 2 seeds (reports/seeds)")
+
+
+def test_online_labels_row_is_compared_with_vat_at_the_run_s_resolution(tmp_path):
+    """An ablation row that changes only train.labels gets its sentence: above / below / within
+    noise of VaT with cached labels, and what the default keeps."""
+    base = {"Baseline D(R(I_LQ)), R=aodnet": 0.4, "VaT D(T_A(I_F)), val-selected": 0.45}
+    _write(tmp_path / "ablate/online/metrics.json", {"changes": {"labels": "online"}})
+    for online, said in ((0.46, "within noise of"), (0.2, "below")):
+        methods = _methods(**base, **{"Ablation online": online})
+        run = {"images": 10, "split": "test", "task": "haze", "metric": "mAP@0.5", "methods": methods}
+        _write(tmp_path / "evaluate/metrics.json", run)
+        report.run(Layout(tmp_path, tmp_path), profile="tiny")
+        md = (tmp_path / "report/report.md").read_text()
+        assert f"| `online` | labels=online | {100 * online:.2f} |" in md
+        claim = (
+            f"release does) scores {100 * online:.2f}, {said} VaT with the cached labels (45.00; "
+            "resolution 15.81 points): the default keeps the cached labels."
+        )
+        assert claim in md and "`online` (`train.labels: online`: D also labels T_A's output every step" in md

@@ -66,7 +66,7 @@ PARAMS = TrainParams(
     lr=1e-3, weight_decay=1e-4,
     schedule="cosine", restart_steps=3, min_lr=1e-6, cycle_weight=1.0, mle_weight=1.0, use_cycle=True,
     use_mle=True, use_gate=True, mixup="uncertainty", alpha=0.5, fold_lambda=False, gate_flow=False,
-    clean_weights=False, select="val", val_every=1, checkpoint_every=1, log_every=1,
+    clean_weights=False, labels="cached", select="val", val_every=1, checkpoint_every=1, log_every=1,
 )  # fmt: skip
 
 
@@ -415,7 +415,8 @@ def test_default_ablation_rows_are_table4s():
     from vat.eval.paper import TABLE4
 
     rows = profile_params("default", ROOT / "profiles")["ablate"]
-    assert set(rows) == set(TABLE4) | {"w8"} and rows["w8"] == {"translator": "vat-release-w8"}
+    assert set(rows) == set(TABLE4) | {"w8", "online"} and rows["w8"] == {"translator": "vat-release-w8"}
+    assert rows["online"] == {"labels": "online"}  # the released code's online pseudo-labels, beside cached
     assert rows["no_mle"]["use_mle"] is False and rows["plain_mixup"] == {"mixup": "plain"}
     paper = profile_params("paper", ROOT / "profiles")["ablate"]
     assert set(TABLE4) < set(paper) and paper["w48"] == {"translator": "vat-w48"}
@@ -738,3 +739,86 @@ def test_evaluate_scores_the_same_weights_once(base, monkeypatch):
     }
     assert (rows["same_1"]["epoch"], rows["same_2"]["epoch"]) == (1, 2)
     assert rows["same_2"]["translator"] == str(files[1])
+
+
+# -- online pseudo-labels (train.labels: online) ---------------------------------------------------
+
+
+def _online(base):
+    from vat.labels.online import REFERENCE, OnlineLabels
+    from vat.models.detectors import load_detector
+
+    det = load_detector(at(base).models / "detector.pt")
+    return OnlineLabels(det, at(base).pseudolabels / REFERENCE, torch.device("cpu")), det
+
+
+def test_online_labels_add_d_s_kept_new_boxes_on_the_translation(base):
+    """The cached boxes stay first and unchanged; D's boxes on T_A(I_F) join them when NUQ keeps
+    them (weight in the rule's range) and no cached box of their class covers them; fed back
+    as the cached labels, the same translation adds nothing."""
+    from torchvision.ops import box_iou
+
+    from vat.train.data import make_batch
+
+    online, det = _online(base)
+    p = online.params
+    batch = make_batch(_data(base), 0, 4, 64, seed=0)
+    model = build_translator(PARAMS, 0, Speed().resolve("cpu"), torch.device("cpu"))
+    lq, r = (x.float().div(255) for x in (batch.lq, batch.restored))
+    nothing = {
+        "boxes": torch.zeros(0, 4),
+        "classes": torch.zeros(0, dtype=torch.long),
+        "weights": torch.zeros(0),
+    }
+    empty = [nothing] * 4
+    alone = online(model, lq, r, empty)
+    assert sum(len(t["boxes"]) for t in alone) > 0  # the lively D finds something to add
+    for t in alone:
+        assert ((t["weights"] >= p.weight_range[0] - 1e-6) & (t["weights"] <= p.weight_range[1] + 1e-6)).all()
+    cached = batch.targets_lq
+    out = online(model, lq, r, cached)
+    for c, o, a in zip(cached, out, alone, strict=True):
+        m = len(c["boxes"])
+        assert torch.equal(o["boxes"][:m], c["boxes"]) and torch.equal(o["weights"][:m], c["weights"])
+        new, new_cls = o["boxes"][m:], o["classes"][m:]
+        if len(new) and m:
+            covered = (box_iou(new, c["boxes"]) >= p.merge_iou) & (new_cls[:, None] == c["classes"][None])
+            assert not covered.any()
+        assert len(new) <= len(a["boxes"])  # only boxes D found alone can be added
+    again = online(model, lq, r, alone)
+    assert [len(t["boxes"]) for t in again] == [len(t["boxes"]) for t in alone]
+    assert online.metrics()["online_labels"]["crops"] == 12
+
+
+def test_online_training_runs_and_reports_what_it_added(base, monkeypatch):
+    """Online labels: the boxes added each step reach the loss (the step sees the cached boxes
+    plus the added ones), and the run reports how many."""
+    from vat.train.graph import TrainGraph
+
+    seen = []
+    real = TrainGraph.forward
+
+    def spy(self, lq, restored, hq, targets_lq, *rest):
+        seen.append(sum(len(t["boxes"]) for t in targets_lq))
+        return real(self, lq, restored, hq, targets_lq, *rest)
+
+    monkeypatch.setattr(TrainGraph, "forward", spy)
+    m = _run(base, "online", replace(PARAMS, labels="online"))
+    online, seen[:] = list(seen), []
+    cached = _run(base, "cached")
+    assert "online_labels" not in cached and len(seen) == len(online) == m["steps"]
+    added = m["online_labels"]["added"]
+    assert m["online_labels"]["crops"] == m["steps"] * PARAMS.batch and added > 0
+    assert sum(online) - sum(seen) == added and all(a >= b for a, b in zip(online, seen, strict=True))
+
+
+def test_online_labels_need_the_stage_s_reference_set(base, tmp_path):
+    from vat.errors import DataError
+    from vat.labels.online import OnlineLabels
+
+    _, det = _online(base)
+    with pytest.raises(DataError, match="reference.npz: missing"):
+        OnlineLabels(det, tmp_path / "reference.npz", torch.device("cpu"))
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="bad.npz: not a pseudo-label reference set"):
+        OnlineLabels(det, tmp_path / "bad.npz", torch.device("cpu"))

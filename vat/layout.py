@@ -33,6 +33,7 @@ MANIFEST = "manifest.parquet"  # prepare, degrade, restore (schema: vat/data/man
 RESTORER_SPEC = "restorer.json"  # train_restorer: what restore builds
 TRANSLATOR = "translator.pt"  # train, unpaired, ablate ROW: the selected translator
 LAST = "last.pt"  # ... and the last epoch's
+REFERENCE = "reference.npz"  # pseudolabel: NUQ's reference set and epsilon (train.labels: online)
 METRICS = "metrics.json"  # every stage's full record, under reports/<stage>/
 SUMMARY = "summary.json"  # ... and beside it its headline numbers, DVC's metric (vat/eval/summary.py)
 INPUTS = "inputs.json"  # prepare, train_restorer, train_detector, real: your files' fingerprint

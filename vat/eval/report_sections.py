@@ -121,7 +121,21 @@ def ablations(reports: Path, methods: dict, vat: dict | None, tr: dict | None) -
                 ],
             )
         )
+        for r, m in other.items():
+            if set(m.get("changes", {})) == {"labels"} and vat is not None:  # e.g. the online pseudo-labels
+                out.append(("p", _labels_claim(r, m["changes"]["labels"], scored[r]["map50"], vat["map50"],
+                                               noise.of_run(reports)[0])))  # fmt: skip
     return out
+
+
+def _labels_claim(row: str, labels: str, theirs: float, ours: float, res: float) -> str:
+    """The sentence on a row that only changes ``train.labels`` (online against cached pseudo-labels)."""
+    verdict = noise.beats(theirs, ours, res)
+    said = {None: "within noise of", True: "above", False: "below"}[verdict]
+    keep = "the default keeps the cached labels" if verdict is not True else "this run favours them"
+    return (f"`{row}` (`train.labels: {labels}`: D also labels T_A's output every step, as the authors' "
+            f"release does) scores {pct(theirs)}, {said} VaT with the cached labels ({pct(ours)}; "
+            f"resolution {100 * res:.2f} points): {keep}.")  # fmt: skip
 
 
 # One section of the report: the Fig. 8 (left) table, its plot and the paper's claim.

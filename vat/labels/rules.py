@@ -182,6 +182,10 @@ def detect(src: Sources, params: PseudolabelParams, tmp: Path, dev, batch: int, 
         kept, w = clean_weights(params, s["epistemic"], eps)
         rows += _rows(r.image_id, "clean", c, s, kept, w)
     _write(rows, None, "boxes.parquet", tmp, schema=BOX_SCHEMA)
+    from vat.labels.online import REFERENCE, save_reference  # what train.labels: online re-scores with
+
+    save_reference(tmp / REFERENCE, ref_feats, ref_cls if params.nuq_mode == "classification" else ref_conf,
+                   eps, params)  # fmt: skip
     clean = {"boxes": int(len(clean_kept)), "at_or_below_epsilon": int(clean_kept.sum()),
              "filtered": bool(params.clean_filter)}  # fmt: skip
     return {"task": task, "epsilon": float(eps), "boxes": len(rows), "clean": clean} | quality(truth_rows)

@@ -27,7 +27,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
-
 SHORT_ROWS = 8  # ChannelLayerNorm: at most this many channels take the dim-1 reductions on a CPU
 
 
@@ -41,8 +40,11 @@ class ChannelLayerNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.shape[1] <= SHORT_ROWS and x.device.type == "cpu" and x.dtype == torch.float32 and not (
-            torch.is_autocast_enabled("cpu")
+        if (
+            x.shape[1] <= SHORT_ROWS
+            and x.device.type == "cpu"
+            and x.dtype == torch.float32
+            and not (torch.is_autocast_enabled("cpu"))
         ):
             mu = x.mean(1, keepdim=True)
             d = x - mu

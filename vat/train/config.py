@@ -42,6 +42,7 @@ class TrainParams:
     fold_lambda: bool  # released code: lam = max(lam, 1 - lam)
     gate_flow: bool  # released code: also L_h(I_mix) straight into D
     clean_weights: bool  # weight the clean term's boxes by their uncertainty too
+    labels: Literal["cached", "online"]  # online: D also labels T_A's output each step (vat/labels/online.py)
     select: Literal[
         "val", "last", "auto"
     ]  # best val mAP@0.5 (val labels only), the last epoch, auto: val if any

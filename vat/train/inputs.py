@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from vat.errors import DataError
-from vat.layout import Layout
+from vat.layout import REFERENCE, Layout
 
 
 def label_file(task: str) -> str:
@@ -28,8 +28,10 @@ def val_key(task: str) -> str:
 def input_files(task: str, layout: Layout) -> list[Path]:
     """The files a training's result depends on (the resume state's fingerprint hashes them)."""
     d_file = "classifier" if task == "classify" else "detector.pt"
-    return [layout.pseudolabels / "images.parquet", layout.pseudolabels / label_file(task), layout.clean,
-            layout.degraded, layout.restored] + sorted(layout.models.glob(d_file + "*"))  # fmt: skip
+    online = [] if task == "classify" else [REFERENCE]  # what train.labels: online reads
+    labels = ["images.parquet", label_file(task), *online]
+    files = [layout.pseudolabels / f for f in labels] + [layout.clean, layout.degraded, layout.restored]
+    return files + sorted(layout.models.glob(d_file + "*"))
 
 
 @dataclass

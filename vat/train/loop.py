@@ -370,9 +370,10 @@ class VatObjective:
 
     title = "VaT"
 
-    def __init__(self, model, detector, params, speed, seed: int, device: torch.device) -> None:
+    def __init__(self, model, detector, params, speed, seed: int, device: torch.device, relabel=None) -> None:
         self.model, self.detector, self.params, self.speed = model, detector, params, speed
         self.seed, self.device = seed, device
+        self.relabel = relabel  # vat.labels.online.OnlineLabels (train.labels: online), or None
         self.label = f"train {params.translator}"
         self.bf16_val = bool(speed.bf16)
         from vat.train.results import optimizer_groups
@@ -381,6 +382,10 @@ class VatObjective:
                                      betas=(0.9, 0.999), weight_decay=params.weight_decay)  # fmt: skip
         self.world = dist.world()
         self.shard = dist.shard(params.batch)
+        if relabel is not None and self.world > 1:
+            from vat.errors import ParamsError
+
+            raise ParamsError("train.labels: online runs in one process; use cached labels under torchrun")
         self.step_fn = None
         self._total: Tensor | None = None
 
@@ -412,7 +417,10 @@ class VatObjective:
         dev, cl = self.device, bool(self.speed.channels_last)
         sl = self.shard if self.world > 1 else slice(None)
         lq, r, hq = (to_float(x[sl], dev, cl) for x in (batch.lq, batch.restored, batch.hq))
-        losses = self.step_fn(lq, r, hq, targets_to(batch.targets_lq, dev), targets_to(batch.targets_hq, dev),
+        t_lq = targets_to(batch.targets_lq, dev)
+        if self.relabel is not None:  # D's boxes on the current T_A output join the cached ones
+            t_lq = self.relabel(self.model, lq, r, t_lq)
+        losses = self.step_fn(lq, r, hq, t_lq, targets_to(batch.targets_hq, dev),
                               lambda_generator(self.seed, step, dev))  # fmt: skip
         self._total = losses["total"]
         logged = {k: losses[k].detach().float() for k in ("total", "cycle", "mle", "mle_clean", "mle_mix")}
@@ -432,4 +440,4 @@ class VatObjective:
         pass
 
     def metrics(self) -> dict:
-        return {}
+        return self.relabel.metrics() if self.relabel is not None else {}
