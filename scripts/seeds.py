@@ -2,6 +2,7 @@
 
     python scripts/seeds.py                 # seeds 0 1 2 of the current params.yaml
     python scripts/seeds.py --seeds 0 1 2 3 --work .seeds
+    python scripts/seeds.py --collect       # summarise the copies' reports again, running nothing
 
 Each seed other than the workspace's runs `dvc repro` in its own copy of the workspace
 (git's tracked and untracked-but-not-ignored files, under `--work`, git-ignored), with
@@ -91,13 +92,22 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=ROOT / ".seeds", help="folder for the copies")
     ap.add_argument("--out", type=Path, default=ROOT / "reports" / "seeds")
     ap.add_argument("--resume", action="store_true", help="run on in existing copies instead of new ones")
+    ap.add_argument(
+        "--collect",
+        action="store_true",
+        help="run nothing: summarise the copies' reports as they are",
+    )
     args = ap.parse_args()
     if len(set(args.seeds)) < 2:
         raise SystemExit("seeds: give at least two different seeds")
     own = workspace_seed((ROOT / "params.yaml").read_text())
     runs = {}
     for seed in args.seeds:
-        if seed == own and up_to_date(ROOT):
+        if args.collect:
+            reports = args.work / f"seed-{seed}" / "reports"
+            if not (reports / "evaluate").is_dir():
+                raise SystemExit(f"seeds: {reports}: no evaluation to collect; run without --collect")
+        elif seed == own and up_to_date(ROOT):
             print(f"seeds: seed {seed}: the workspace's run (dvc status: up to date)", flush=True)
             reports = ROOT / "reports"
         else:

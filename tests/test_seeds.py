@@ -73,3 +73,21 @@ def test_seed_line_of_the_real_params_is_found_and_replaced():
     ]
     with pytest.raises(SystemExit, match="no common.seed"):
         mod.workspace_seed("common:\n  task: haze\n")
+
+
+def test_collect_summarises_the_copies_without_running_anything(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("seeds_script", ROOT / "scripts" / "seeds.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    for s, v in ((0, 0.46), (1, 0.50)):
+        _run(tmp_path / "work" / f"seed-{s}", v, 0.42, 0.3)
+    monkeypatch.setattr(mod, "run_seed", lambda *a, **k: pytest.fail("--collect ran a seed"))
+    out = tmp_path / "out"
+    argv = ["seeds.py", "--collect", "--seeds", "0", "1", "--work", str(tmp_path / "work"), "--out", str(out)]
+    monkeypatch.setattr("sys.argv", argv)
+    mod.main()
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["seeds"] == [0, 1] and (out / "table.md").is_file()
+    argv[4] = "7"  # a seed with no copy: said, not summarised as zeros
+    with pytest.raises(SystemExit, match="seed-7/reports: no evaluation to collect"):
+        mod.main()
