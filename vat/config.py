@@ -199,13 +199,15 @@ def merge(
     ``<where><key path>: <unknown>``), except directly under an open section
     (``OPEN_SECTIONS``: its keys are row names a profile may add) and anywhere under a
     ``FREE_PATHS`` mapping. An open section set to ``{}`` is emptied (no ablation rows, no real
-    sets), not merged."""
+    sets), not merged; a row of it set to null is dropped (the others stay)."""
     out = dict(base)
     free = (len(_path) == 1 and _path[0] in OPEN_SECTIONS) or any(_path[: len(p)] == p for p in FREE_PATHS)
     for k, v in overlay.items():
         if k not in base and not free:
             raise ParamsError(f"{where}{'.'.join((*_path, k))}: {unknown}")
-        if _emptied(_path, k, v):
+        if _dropped(_path, v):
+            out.pop(k, None)
+        elif _emptied(_path, k, v):
             out[k] = {}
         elif isinstance(v, dict) and isinstance(base.get(k), dict):
             out[k] = merge(base[k], v, where, (*_path, k), unknown)
@@ -248,6 +250,11 @@ def render_profile(name: str, profiles_dir: Path) -> str:
     return buf.getvalue()
 
 
+def _dropped(path: tuple[str, ...], value) -> bool:
+    """A row of an open section set to null by a profile: dropped from the params it writes."""
+    return len(path) == 1 and path[0] in OPEN_SECTIONS and value is None
+
+
 def _emptied(path: tuple[str, ...], key: str, value) -> bool:
     """An open section set to ``{}`` by a profile: emptied, not merged."""
     return not path and key in OPEN_SECTIONS and isinstance(value, dict) and not value
@@ -278,6 +285,9 @@ def _comment(base, overlay, k) -> None:
 
 def _overlay(base, overlay, _path: tuple[str, ...] = ()) -> None:
     for k, v in overlay.items():
+        if _dropped(_path, v):
+            base.pop(k, None)
+            continue
         _comment(base, overlay, k)
         if _emptied(_path, k, v):
             base[k] = v
