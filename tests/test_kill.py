@@ -51,7 +51,7 @@ KILLS = {"prepare": 5, "degrade": 5, "restore": 3, "train": 2}
 SMALLER = {
     "prepare": {"embedded": {"n_train": 8, "n_val": 4, "n_test": 4}},
     "pseudolabel": {"conf": 0.001},  # D trained on 8 images finds no box at tiny's 0.01
-    "train": {"epochs": 1},
+    "train": {"epochs": 1, "checkpoint_every": 2},  # as tiny had it: the kill finds a resume state
 }
 UPSTREAM = ["prepare", "degrade", "train_restorer", "restore", "train_detector", "pseudolabel"]
 TIMES = (
