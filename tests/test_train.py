@@ -822,3 +822,9 @@ def test_online_labels_need_the_stage_s_reference_set(base, tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(DataError, match="bad.npz: not a pseudo-label reference set"):
         OnlineLabels(det, tmp_path / "bad.npz", torch.device("cpu"))
+    import numpy as np
+
+    with np.load(at(base).pseudolabels / "reference.npz") as z:  # the set of another D: other widths
+        np.savez(tmp_path / "other.npz", **{k: z[k] for k in z.files} | {"features": z["features"][:, :3]})
+    with pytest.raises(DataError, match="other.npz: features of width .* from another D"):
+        OnlineLabels(det, tmp_path / "other.npz", torch.device("cpu"))

@@ -54,6 +54,11 @@ class OnlineLabels:
         except (OSError, KeyError, ValueError) as e:
             raise DataError(f"{reference}: not a pseudo-label reference set ({e})") from None
         self.params = from_dict(PseudolabelParams, rule, str(reference))
+        dim = getattr(detector, "feature_dim", None)
+        if feats.ndim != 2 or (dim is not None and feats.shape[1] != dim):
+            got = feats.shape[1] if feats.ndim == 2 else feats.shape
+            raise DataError(f"{reference}: features of width {got} from another D (this D's: {dim}); "
+                            "rerun `vat pseudolabel`")  # fmt: skip
         self.detector, self.device = detector, device
         self.nuq = _nuq(self.params, device).fit(torch.from_numpy(feats), torch.from_numpy(targets))
         self.added, self.images = 0, 0  # boxes added, crops re-labelled: the run's mean is reported
