@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from vat.config import load_common  # noqa: E402
 from vat.eval.seeds import collect, plot, summarise, table  # noqa: E402
 from vat.io import write_json, write_text  # noqa: E402
 
@@ -113,8 +114,7 @@ def main() -> None:
         else:
             reports = run_seed(ROOT, args.work, seed, args.resume)
         runs[seed] = collect(reports)
-    profile = re.search(r"^  profile:\s*(\S+)", (ROOT / "params.yaml").read_text(), re.M)
-    summary = summarise(runs, profile.group(1) if profile else None)
+    summary = summarise(runs, load_common(ROOT / "params.yaml").profile)
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(summary, args.out / "metrics.json")
     write_text(table(summary), args.out / "table.md")

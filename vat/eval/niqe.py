@@ -44,11 +44,10 @@ def _nearest(table: np.ndarray, v: np.ndarray) -> np.ndarray:
     t = table[::-1] if flip else table  # increasing
     hi = np.clip(np.searchsorted(t, v), 1, len(t) - 1)
     lo = hi - 1
-    take_hi = np.abs(t[hi] - v) < np.abs(t[lo] - v)  # on a tie: the lower index of ``table``
-    if flip:
-        hi, lo = len(t) - 1 - hi, len(t) - 1 - lo
-        take_hi = np.abs(t[::-1][hi] - v) <= np.abs(t[::-1][lo] - v)
-    return np.where(take_hi, hi, lo)
+    d_hi, d_lo = np.abs(t[hi] - v), np.abs(t[lo] - v)
+    take_hi = d_hi <= d_lo if flip else d_hi < d_lo  # a tie goes to the lower index of ``table``
+    idx = np.where(take_hi, hi, lo)
+    return len(t) - 1 - idx if flip else idx
 
 
 def mscn(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -143,10 +143,11 @@ def evaluate(
         if not isinstance(spec, tuple):
             rows[name] = _score_manifest(ctx, spec)
         else:  # the same weights on the same images score the same (one epoch: last = val-selected)
-            key = (_weights_digest(spec[0]), spec[1])
+            digest, named = _translator_file(spec[0])
+            key = (digest, spec[1])
             if key not in scored:
                 scored[key] = _score_translator(ctx, spec)
-            rows[name] = scored[key] | _translator_meta(spec[0])
+            rows[name] = scored[key] | named
         ctx.tick.upto((k + 1) * len(ctx.gt))
     ctx.tick.finish()
     result = {"split": params.split, "images": len(ctx.gt), "task": common.task, "methods": rows}
@@ -338,12 +339,12 @@ def _score_translator(ctx: _Scoring, spec: tuple[Path, Path]) -> dict:
 
     translator_path, restored_path = spec
     model, dev, niqe, clean_pairs = ctx.model, ctx.dev, ctx.niqe, ctx.clean_pairs
-    translator, meta = _load_translator(translator_path, dev)
+    translator, _ = _load_translator(translator_path, dev)
     triples = translation_triples(ctx.gt, ctx.degraded, restored_path, ctx.params.split)
     if ctx.task == "classify":
         probs, labels = translated_classifications(model, translator, triples, dev)
         out = _classification_scores(probs, labels, ctx.truth.classes)
-        return out | _translator_meta(translator_path, meta)
+        return out
     keys = ("psnr", "ssim", "gate_mean") if clean_pairs else ("gate_mean",)
     quality: dict[str, list[float]] = {k: [] for k in keys}
     gate = GateStats()  # with clean pairs: where the gate looks (Fig. 7)
@@ -369,34 +370,27 @@ def _score_translator(ctx: _Scoring, spec: tuple[Path, Path]) -> dict:
     out |= {k: round(float(np.mean(v)), 4) for k, v in quality.items()}
     if clean_pairs:
         out |= gate.result()
-    return out | _translator_meta(translator_path, meta)
+    return out
 
 
-def _translator_meta(path: Path, meta: dict | None = None) -> dict:
-    """The columns naming a row's translator: its file and the epoch it was saved at."""
-    if meta is None:
-        from vat.models.checkpoints import read_checkpoint
-
-        ckpt = read_checkpoint(path)
-        meta = (ckpt.get("meta") if isinstance(ckpt, dict) else None) or {}
-    return {"translator": str(path), "epoch": meta.get("epoch")}
-
-
-def _weights_digest(path: Path) -> str:
-    """A digest of the inference weights (G, T_A) of a translator file, not of its meta."""
+def _translator_file(path: Path) -> tuple[str, dict]:
+    """From one read of a translator file: a digest of its inference weights (G, T_A; not of
+    its meta), and the columns naming the row's translator (its file, the epoch it was saved at)."""
     import hashlib
 
     from vat.models.checkpoints import read_checkpoint
     from vat.models.translator import inference_state
 
     ckpt = read_checkpoint(path)
+    meta = (ckpt.get("meta") if isinstance(ckpt, dict) else None) or {}
+    named = {"translator": str(path), "epoch": meta.get("epoch")}
     state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        return f"file {path}"  # not a translator: loading it says why
+        return f"file {path}", named  # not a translator: loading it says why
     h = hashlib.sha256(repr(ckpt.get("config")).encode())
     for k, v in sorted(inference_state(state).items()):
         h.update(k.encode() + v.detach().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+    return h.hexdigest(), named
 
 
 def _table(result: dict, classes: list[str]) -> str:
