@@ -118,6 +118,7 @@ def test_report_fills_unpaired_ablations_width_study_and_checks_the_papers_order
     assert "| vat-w4 | 0.060M | 45.00 | `train` |" in md and "| vat-w8 | 0.200M | 47.00 | `ablate.w8` |" in md
     assert "Here it rises with size (no step down beyond noise)." in md
     assert "| `lr_high` | lr=0.1 | 20.00 |" in md
+    assert "| val mAP@0.5 per epoch | not validated (nothing to choose between) |" in md  # one epoch
 
 
 def test_report_fills_task2_accuracy_auc_and_its_table4_column(tmp_path):

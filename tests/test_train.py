@@ -95,6 +95,19 @@ def test_pseudolabels_exist_for_the_fixture(base):
     assert not {d.image_id for d in data.degraded} & {c.image_id for c in data.clean}
 
 
+def test_validation_runs_only_where_it_can_choose(base):
+    """One epoch end: nothing to select, so no validation (the last is kept); with val_every 2
+    over 3 epochs the validated ends are 2 and the last."""
+    one = _run(base, "one", replace(PARAMS, epochs=1))
+    _, meta = load_translator(base / "one/translator.pt")
+    assert one["val"] == [] and one["steps"] == 2 and meta == meta | {"epoch": 1, "selected": "last"}
+    assert not (base / "one.reports/live/plots/metrics/val").exists()
+    assert (base / "one.reports/samples.png").is_file()  # the pictures still show val images
+    three = _run(base, "three", replace(PARAMS, epochs=3, val_every=2))
+    assert [v["epoch"] for v in three["val"]] == [2, 3]
+    assert load_translator(base / "three/translator.pt")[1]["selected"] == "val"
+
+
 def test_train_writes_selected_last_metrics_and_live_logs(base):
     m = _run(base, "a")
     assert m["steps"] == 4 and m["steps_per_epoch"] == 2 and [v["epoch"] for v in m["val"]] == [1, 2]

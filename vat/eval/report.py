@@ -269,9 +269,9 @@ def _facts(
                 + (f" (val mAP@0.5 {pct(sel.get('val_map50'))})" if "val_map50" in sel else ""),
             ]
         )
-        facts.append(
-            ["val mAP@0.5 per epoch", ", ".join(f"{v['epoch']}: {pct(v['val_map50'])}" for v in tr["val"])]
-        )
+        per_epoch = ", ".join(f"{v['epoch']}: {pct(v['val_map50'])}" for v in tr["val"])
+        # validation only selects: a run with one epoch end (or select: last) has none
+        facts.append(["val mAP@0.5 per epoch", per_epoch or "not validated (nothing to choose between)"])
     if vat and "gate_mean" in vat:
         facts.append(["gate w on test", _gate(vat)])
     un = load_metrics(reports, "unpaired")

@@ -119,6 +119,10 @@ class _Fit:
         self.spe = run.inputs.spe
         self.total = self.spe * self.epochs
         self.key = val_key(run.inputs.task)
+        # The epoch ends validated: every val_every-th and the last. Validation only selects,
+        # so with one candidate (one epoch) it would choose nothing and is skipped.
+        ends = [ep for ep in range(1, self.epochs + 1) if ep % p.val_every == 0 or ep == self.epochs]
+        self.val_epochs = ends if run.inputs.val and len(ends) > 1 else []
         ratio = p.min_lr / p.lr
         self.scheds = [
             torch.optim.lr_scheduler.LambdaLR(
@@ -264,8 +268,8 @@ class _Fit:
                 _log_train(self.live, row)
 
     def _epoch_end(self, done: int) -> None:
-        ep, p, ins = done // self.spe, self.run.params, self.run.inputs
-        if ins.val and (ep % p.val_every == 0 or ep == self.epochs) and dist.is_main():
+        ep, ins = done // self.spe, self.run.inputs
+        if ep in self.val_epochs and dist.is_main():
             model = self.obj.modules()["model"]
             score = validate(model, ins.scorer, ins.val, ins.classes, self.run.device, self.obj.bf16_val)
             self.vals.append({"epoch": ep, "step": done, self.key: score})
