@@ -77,3 +77,22 @@ def test_clean_labels_are_algorithm_1s_unless_filtered():
     # the degraded rule: kept exactly where u <= epsilon, and weight 0 exactly where not kept
     deg = weights(_rule_params(), u, 0.5, u <= 0.5)
     assert ((deg > 0) == (u <= 0.5)).all()
+
+
+def test_quality_precision_top_reads_the_most_confident_boxes_as_many_as_true_ones():
+    """Precision over all boxes falls with every low-confidence box added; the precision of the
+    n most confident (n = true boxes) does not, and it falls when the confident ones are wrong."""
+    from types import SimpleNamespace
+
+    from vat.labels.rules import quality
+
+    def rows(correct):
+        scores = np.array([0.9, 0.8, 0.1, 0.05, 0.01])
+        c = SimpleNamespace(scores=scores, sources=np.array(["restored"] * 5, dtype=object))
+        u = {k: np.linspace(0, 1, 5) for k in ("epistemic", "aleatoric", "total")}
+        return [(c, u, np.ones(5, bool), np.array(correct), 2, np.ones(5, bool))]
+
+    good = quality(rows([True, True, False, False, False]))["after_filter"]
+    assert good["precision"] == 0.4 and good["precision_top"] == 1.0 and good["recall"] == 1.0
+    bad = quality(rows([False, False, False, True, True]))["after_filter"]
+    assert bad["precision"] == 0.4 and bad["precision_top"] == 0.0

@@ -39,6 +39,10 @@ def test_pseudolabel_precision_near_zero_warns_only_where_measured():
     assert wl.pseudolabel_precision({"after_filter": {"boxes": 83, "precision": 0.0}}) != []
     assert wl.pseudolabel_precision({"after_filter": {"boxes": 83, "precision": 0.4}}) == []
     assert wl.pseudolabel_precision({"after_filter": {"boxes": 83}, "quality": "no labels"}) == []
+    # a long tail of wrong boxes (a low conf) does not warn while the most confident are right
+    tail = {"boxes": 9959, "precision": 0.03, "precision_top": 0.6}
+    assert wl.pseudolabel_precision({"after_filter": tail}) == []
+    assert "most confident" in wl.pseudolabel_precision({"after_filter": tail | {"precision_top": 0.01}})[0]
 
 
 def test_report_block_gathers_every_stages_warnings_in_pipeline_order(tmp_path):

@@ -65,13 +65,16 @@ def detector_floor(metrics: dict, floor: float | None, key: str = "clean_map50")
 
 
 def pseudolabel_precision(metrics: dict) -> list[str]:
-    """``pseudolabel``: precision near zero, where labels on the training images measure it."""
+    """``pseudolabel``: precision near zero, where labels on the training images measure it: of
+    the most confident kept boxes, as many as true ones (a low ``conf`` adds a long tail of
+    wrong boxes by design; the head is what must be right), else of all kept boxes."""
     after = metrics.get("after_filter", {})
-    p = after.get("precision")
+    p = after.get("precision_top", after.get("precision"))
     if p is None or p >= PRECISION_FLOOR:
         return []
+    which = "of its most confident kept boxes" if "precision_top" in after else "after the filter"
     return [
-        f"pseudo-label precision {p} after the filter (below {PRECISION_FLOOR}): nearly every box D "
+        f"pseudo-label precision {p} {which} (below {PRECISION_FLOOR}): nearly every box D "
         "gives the translator is wrong (check D's clean mAP, pseudolabel.conf)"
     ]
 

@@ -260,7 +260,8 @@ def _rows(image_id, domain, c, s, kept, weight) -> list[dict]:
 
 
 def quality(truth_rows) -> dict:
-    """Precision / recall at IoU 0.5 before and after the filter; AUROC of the uncertainty."""
+    """Precision / recall at IoU 0.5 before and after the filter (and the precision of the most
+    confident boxes, as many as true ones); AUROC of the uncertainty."""
     from sklearn.metrics import roc_auc_score
 
     n_gt = sum(t[4] for t in truth_rows)
@@ -275,10 +276,17 @@ def quality(truth_rows) -> dict:
         k: np.concatenate([t[1][k] for t in truth_rows])[scored] for k in ("epistemic", "aleatoric", "total")
     }
 
+    confidence = np.concatenate([t[0].scores for t in truth_rows])[scored] if truth_rows else np.zeros(0)
+
     def pr(mask):
         tp = int((correct & mask).sum())
+        # precision of as many boxes as there are true ones, most confident first (R-precision):
+        # what a low pseudolabel.conf adds at the tail does not hide how good the head is
+        top = np.flatnonzero(mask)
+        top = top[np.argsort(-confidence[top], kind="stable")[:n_gt]]
         return {"boxes": int(mask.sum()), "tp": tp, "precision": round(tp / max(int(mask.sum()), 1), 4),
-                "recall": round(tp / max(n_gt, 1), 4)}  # fmt: skip
+                "recall": round(tp / max(n_gt, 1), 4),
+                "precision_top": round(float(correct[top].mean()), 4) if len(top) else None}  # fmt: skip
 
     everything = np.ones_like(correct)
     if n_gt == 0:  # photographs without labels: counts only, nothing to measure against
