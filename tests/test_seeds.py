@@ -91,3 +91,19 @@ def test_collect_summarises_the_copies_without_running_anything(tmp_path, monkey
     argv[4] = "7"  # a seed with no copy: said, not summarised as zeros
     with pytest.raises(SystemExit, match="seed-7/reports: no evaluation to collect"):
         mod.main()
+
+
+def test_the_workspace_counts_as_up_to_date_when_only_inputs_would_run(monkeypatch):
+    """`inputs` always runs (always_changed): that alone must not send seed 0 into a copy."""
+    import subprocess
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("seeds_script", ROOT / "scripts" / "seeds.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    changed = '{"inputs": ["always changed"], "train": [{"changed deps": {}}]}'
+    for status, rc, expected in (('{"inputs": ["always changed"]}', 0, True), ("{}", 0, True),
+                                 (changed, 0, False), ("", 255, False)):  # fmt: skip
+        result = SimpleNamespace(returncode=rc, stdout=status)
+        monkeypatch.setattr(subprocess, "run", lambda *a, r=result, **k: r)
+        assert mod.up_to_date(ROOT) is expected, status

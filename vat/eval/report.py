@@ -251,7 +251,8 @@ def _facts(
             text += (f", precision {a['precision']} -> {b['precision']}, "
                      f"recall {a.get('recall')} -> {b.get('recall')}")  # fmt: skip
             if b.get("precision_top") is not None:
-                text += f"; of the most confident kept boxes, as many as true ones, {b['precision_top']} are right"
+                top = b["precision_top"]
+                text += f"; of the most confident kept boxes, as many as true ones, {top} are right"
         else:
             text += f" ({pl.get('quality', 'no quality measured')})"
         facts.append(["pseudo-labels", text])
