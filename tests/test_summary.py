@@ -86,8 +86,12 @@ def test_every_rule_finds_its_numbers_somewhere():
         for v in s.values() if stage == "real" else [s]:
             found[stage] |= set(v)
     not_scored = {"classify": {"unpaired"}, "real": {"clean"}}
+    # the default trains one epoch, which selects without validating: no val score to find there
+    not_scored |= {stage: {"val_score"} for stage in ("train", "unpaired", "ablate", "study")}
     for stage, rule in RULES.items():
         assert set(rule) - found[stage] == not_scored.get(stage, set()), stage
+    for key in ("val_map50", "val_accuracy"):  # what a run of several epochs records
+        assert summary("train", {"steps": 4, "selected": {"epoch": 2, key: 0.25}})["val_score"] == 0.25
 
 
 def test_summary_values_by_hand():
