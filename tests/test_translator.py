@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from vat.errors import ParamsError
-from vat.models.blocks import MDTA, ChannelLayerNorm, TransformerBlock
+from vat.models.blocks import GDFN, MDTA, ChannelLayerNorm, TransformerBlock
 from vat.models.translator import (
     PAPER_PARAMS,
     TRANSLATORS,
@@ -336,3 +336,41 @@ def test_gate_init_and_t_a_independent_of_the_gate():
     assert not all(torch.equal(gated[k], other[k]) for k in gated)
     with pytest.raises(ParamsError, match="gate_init"):
         create_translator("vat-w4", gate_init=1.0)
+
+
+@pytest.mark.parametrize("shape,heads", [((2, 8, 5, 7), 2), ((3, 24, 6, 4), 3), ((1, 16, 9, 9), 1)])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_cpu_paths_equal_restormers_form(shape, heads, channels_last):
+    """MDTA's Gram attention and GDFN's halves (the CPU's float32 paths) against the per-head
+    form GPUs run: values and every gradient to float32 rounding."""
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    attn = MDTA(shape[1], heads).to(memory_format=fmt)
+    ffn = GDFN(shape[1], 2.66).to(memory_format=fmt)
+    with torch.no_grad():
+        attn.temperature.uniform_(0.5, 2.0)
+    x = torch.randn(shape).contiguous(memory_format=fmt).requires_grad_()
+    for module, fast, general in ((attn, attn._gram, attn._per_head), (ffn, ffn._halves, None)):
+        if general is None:  # GDFN's general form: forward() off the CPU path
+            def general(z, m=module):
+                x1, x2 = m.dwconv(m.project_in(z)).chunk(2, dim=1)
+                return m.project_out(F.gelu(x1) * x2)
+        assert torch.equal(module(x), fast(x))  # forward() takes the CPU path here
+        g = torch.randn(shape)
+        params = [x, *module.parameters()]
+        got = torch.autograd.grad(fast(x), params, g)
+        want = torch.autograd.grad(general(x), params, g)
+        torch.testing.assert_close(fast(x), general(x), rtol=1e-5, atol=1e-5)
+        for a, b in zip(got, want, strict=True):
+            # float32 sums over at most 3 x 81 pixels and 72 channels of O(1) terms
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * b.abs().max().item())
+
+
+def test_gram_attention_of_a_blank_image_has_finite_gradients():
+    # a uniform image: LayerNorm gives 0 everywhere, q = k = 0; normalize's eps keeps it finite
+    attn = MDTA(8, 2)
+    x = torch.zeros(1, 8, 4, 4, requires_grad=True)
+    out = attn._gram(x)
+    torch.testing.assert_close(out, attn._per_head(x), rtol=0, atol=0)
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all() and all(torch.isfinite(p.grad).all() for p in attn.parameters())
