@@ -338,6 +338,12 @@ def test_gate_init_and_t_a_independent_of_the_gate():
         create_translator("vat-w4", gate_init=1.0)
 
 
+def _gdfn_general_form(m: GDFN, z: torch.Tensor) -> torch.Tensor:
+    """GDFN's forward off the CPU path (GPUs, bf16): one project_in and dwconv, then chunked."""
+    x1, x2 = m.dwconv(m.project_in(z)).chunk(2, dim=1)
+    return m.project_out(F.gelu(x1) * x2)
+
+
 @pytest.mark.parametrize("shape,heads", [((2, 8, 5, 7), 2), ((3, 24, 6, 4), 3), ((1, 16, 9, 9), 1)])
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_cpu_paths_equal_restormers_form(shape, heads, channels_last):
@@ -350,11 +356,8 @@ def test_cpu_paths_equal_restormers_form(shape, heads, channels_last):
     with torch.no_grad():
         attn.temperature.uniform_(0.5, 2.0)
     x = torch.randn(shape).contiguous(memory_format=fmt).requires_grad_()
-    for module, fast, general in ((attn, attn._gram, attn._per_head), (ffn, ffn._halves, None)):
-        if general is None:  # GDFN's general form: forward() off the CPU path
-            def general(z, m=module):
-                x1, x2 = m.dwconv(m.project_in(z)).chunk(2, dim=1)
-                return m.project_out(F.gelu(x1) * x2)
+    ffn_general = functools.partial(_gdfn_general_form, ffn)
+    for module, fast, general in ((attn, attn._gram, attn._per_head), (ffn, ffn._halves, ffn_general)):
         assert torch.equal(module(x), fast(x))  # forward() takes the CPU path here
         g = torch.randn(shape)
         params = [x, *module.parameters()]

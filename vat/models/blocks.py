@@ -108,7 +108,8 @@ class MDTA(nn.Module):
         # F.normalize's eps 1e-12 on the norm is 1e-24 on its square
         norm = gram.diagonal(dim1=1, dim2=2).clamp_min(1e-24).sqrt()  # (B, 2C)
         cos = gram[:, :c, c:] / (norm[:, :c, None] * norm[:, None, c:])  # (B, C, C): q_i . k_j / |q_i||k_j|
-        cos = cos.unflatten(1, (heads, d)).unflatten(3, (heads, d)).diagonal(dim1=1, dim2=3)  # (B, d, d, heads)
+        # each head's (d x d) diagonal block: (B, d, d, heads)
+        cos = cos.unflatten(1, (heads, d)).unflatten(3, (heads, d)).diagonal(dim1=1, dim2=3)
         attn = cos.permute(0, 3, 1, 2) * self.temperature  # (B, heads, d, d)
         attn = torch.softmax(attn.float(), dim=-1).to(v.dtype)
         block = torch.diag_embed(attn.permute(0, 2, 3, 1), dim1=1, dim2=3).reshape(b, c, c)  # block diagonal

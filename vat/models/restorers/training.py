@@ -56,6 +56,7 @@ def train_restorer(seed: int, params: TrainRestorerParams, clean, degraded, dev,
     Returns (frozen network, its config, per-epoch history)."""
     from vat.data.images import PairedCrops, pair_records
     from vat.models.restorers import AODNet, SCITrain, freeze
+    from vat.models.restorers.base import cpu_layout
 
     gen = torch.Generator().manual_seed(item_seed(seed, "train_restorer"))
     train_pairs = pair_records(degraded, clean, "train")
@@ -71,7 +72,7 @@ def train_restorer(seed: int, params: TrainRestorerParams, clean, degraded, dev,
     else:
         net = SCITrain().init_weights(gen)
         config = dict(net.config)
-    net = net.to(dev).train()
+    net = cpu_layout(net.to(dev)).train()
     opt = torch.optim.Adam(net.parameters(), lr=params.lr, weight_decay=params.weight_decay)
     data = PairedCrops(train_pairs, params.crop, gen)
     loader = torch.utils.data.DataLoader(data, batch_size=params.batch, shuffle=True, generator=gen)

@@ -127,7 +127,9 @@ def save_checkpoint(model: nn.Module, arch: str, config: Mapping[str, Any], path
     _constructor(arch)
     config = dict(config)
     _check_plain(config, "config")
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    # plain layout whatever the model's (a CPU model is channels_last: base.cpu_layout)
+    plain = torch.contiguous_format
+    state = {k: v.detach().cpu().clone(memory_format=plain) for k, v in model.state_dict().items()}
     path = Path(path)
     save_torch({"arch": arch, "config": config, "state_dict": state}, path)
     return path
