@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from vat.errors import DataError
-from vat.io import atomic_dir, atomic_path, load_rgb, read_text, save_png, save_torch
+from vat.io import ImageCache, atomic_dir, atomic_path, load_rgb, read_text, save_png, save_torch
 
 
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):
@@ -148,3 +148,20 @@ def test_save_torch_writes_the_same_bytes_for_the_same_object(tmp_path):
     assert a.read_bytes() == b.read_bytes()
     assert torch.equal(torch.load(b, weights_only=True)["state_dict"]["w"], obj["state_dict"]["w"])
     assert {p.name for p in tmp_path.rglob("*")} == {"a.pt", "sub", "b.pt"}  # no temporary file left
+
+
+def test_image_cache_keeps_what_fits_and_loads_the_rest(tmp_path):
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"{i}.png")
+        save_png(rng.integers(0, 256, (4, 5, 3), dtype=np.uint8), paths[-1])
+    cache = ImageCache(max_bytes=2 * 4 * 5 * 3)  # room for two of the three
+    first = [cache(p) for p in paths]
+    for p, image in zip(paths, first, strict=True):
+        assert np.array_equal(image, load_rgb(p))
+    assert cache(paths[0]) is first[0] and cache(paths[1]) is first[1]  # kept: decoded once
+    assert cache(paths[2]) is not first[2]  # over the budget: read again each time
+    assert cache.used == 2 * 4 * 5 * 3
+    with pytest.raises(ValueError):  # shared arrays are read-only
+        first[0][0, 0, 0] = 1

@@ -204,6 +204,29 @@ def load_rgb(path: str | Path, exif: bool = True) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(_oriented(Image.fromarray(pixels), orientation)))
 
 
+class ImageCache:
+    """:func:`load_rgb` that keeps what it decoded, up to ``max_bytes`` (then it only loads):
+    for a split read once per method (``vat evaluate``: every translator reads the same test
+    images). Fill-until-full rather than LRU: a split larger than the budget read in the same
+    order each time would evict every image before its next read. The arrays are read-only."""
+
+    def __init__(self, max_bytes: int = 512 << 20) -> None:
+        self.max_bytes = max_bytes
+        self.used = 0
+        self._images: dict[str, np.ndarray] = {}
+
+    def __call__(self, path: str | Path) -> np.ndarray:
+        key = str(path)
+        image = self._images.get(key)
+        if image is None:
+            image = load_rgb(path)
+            if self.used + image.nbytes <= self.max_bytes:
+                image.flags.writeable = False  # shared by every later read
+                self._images[key] = image
+                self.used += image.nbytes
+        return image
+
+
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,

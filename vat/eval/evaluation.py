@@ -127,16 +127,18 @@ def translated_detections(
     device: torch.device | str = "cpu",
     bf16: bool = False,
     each: Callable[[tuple[Record, Record, Record], dict[str, torch.Tensor], int], None] | None = None,
+    load: Callable | None = None,
 ) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], list]:
     """D's detections on T_A(G(I_R, I_LQ)) of each triple and its truth boxes, in order.
 
     ``each(triple, results, i)``, when given, sees every translated image (``results`` as
-    :func:`vat.models.translate.translate_pairs` yields them, ``i`` the image's row in them).
+    :func:`vat.models.translate.translate_pairs` yields them, ``i`` the image's row in them);
+    ``load`` reads the image files (translate_pairs').
     """
     from vat.models.translate import translate_pairs
 
     dets, truth_boxes = [], []
-    for group, res in translate_pairs(translator, triples, device, bf16):
+    for group, res in translate_pairs(translator, triples, device, bf16, load=load):
         found = detector.predict(res["out"], conf=EVAL_CONF, iou=EVAL_IOU)
         for i, (triple, d) in enumerate(zip(group, found, strict=True)):
             dets.append((d.boxes.cpu().numpy(), d.scores.cpu().numpy(), d.classes.cpu().numpy()))

@@ -13,6 +13,7 @@ in roc.png (the paper's Fig. 6). Ground truth is used here and only here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -25,7 +26,7 @@ from vat.data.manifest import Manifest, read_manifest
 from vat.errors import DataError
 from vat.eval.evaluation import scoring_model
 from vat.eval.summary import write_metrics
-from vat.io import atomic_dirs, load_rgb, save_png, write_text
+from vat.io import ImageCache, atomic_dirs, load_rgb, save_png, write_text
 from vat.layout import MANIFEST, TRANSLATOR, Layout
 
 Method = Path | tuple[Path, Path]  # a manifest D sees, or (translator, restored manifest)
@@ -95,6 +96,7 @@ class _Scoring:
     degraded: Path  # the degraded manifest translators start from
     clean_pairs: bool  # the truth holds clean pictures (PSNR / SSIM) or is the degraded set itself
     tick: _Ticker | None = None  # the progress bar over methods x images
+    load: Callable = load_rgb  # reads the split's images: an ImageCache shared by the methods
 
 
 class _Ticker:
@@ -183,6 +185,7 @@ def _scoring(common, params, layout: Layout, device, niqe_from, clean_pairs) -> 
     else:
         niqe, note = _fit_niqe(truth if niqe_from is None else read_manifest(niqe_from), params)
     ctx = _Scoring(common.task, model, truth, gt, params, dev, niqe, layout.degraded, clean_pairs)
+    ctx.load = ImageCache()  # each method reads the same images: decode them once
     return ctx, note
 
 
@@ -194,7 +197,7 @@ def _score_manifest(ctx: _Scoring, path: Path) -> dict:
         raise DataError(f"{path}: has {len(recs)} of the {len(ctx.gt)} {ctx.params.split} images")
     row = _score(ctx, recs, [ctx.gt[r.image_id] for r in recs])
     if ctx.niqe is not None:
-        row["niqe"] = _niqe_mean(ctx.niqe, (load_rgb(r.path) for r in recs))
+        row["niqe"] = _niqe_mean(ctx.niqe, (ctx.load(r.path) for r in recs))
     return row
 
 
@@ -352,7 +355,7 @@ def _score_translator(ctx: _Scoring, spec: tuple[Path, Path]) -> dict:
     def measure(triple, res, i) -> None:  # image quality of what D sees, against the clean picture
         out_img = to_image(res["out"][i].cpu())
         if clean_pairs:
-            clean_img = load_rgb(triple[2].path)
+            clean_img = ctx.load(triple[2].path)
             quality["psnr"].append(min(psnr(out_img, clean_img, data_range=255), 100.0))
             quality["ssim"].append(ssim(out_img, clean_img, data_range=255))
             h, w = clean_img.shape[:2]
@@ -364,7 +367,7 @@ def _score_translator(ctx: _Scoring, spec: tuple[Path, Path]) -> dict:
         if niqe is not None and niqe.fits(out_img):
             quality.setdefault("niqe", []).append(niqe.score(out_img))
 
-    dets, truth_boxes = translated_detections(model, translator, triples, dev, each=measure)
+    dets, truth_boxes = translated_detections(model, translator, triples, dev, each=measure, load=ctx.load)
     r = evaluate_detections(truth_boxes, dets, ctx.truth.classes, 0.5, ctx.params.interpolation)
     out = {"map50": round(r.map, 4), "ap50": {k: round(v, 4) for k, v in r.ap.items()}, "n_gt": r.n_gt}
     out |= {k: round(float(np.mean(v)), 4) for k, v in quality.items()}

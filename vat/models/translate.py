@@ -154,25 +154,27 @@ def translate_image_steps(
 
 
 @torch.no_grad()
-def translate_pairs(model, pairs, device, bf16: bool = False, batch: int = 8):
+def translate_pairs(model, pairs, device, bf16: bool = False, batch: int = 8, load=None):
     """Translate whole images, batching same-size ones: yield (pairs of the batch, results).
 
     ``pairs``: tuples whose first two items are the degraded and restored :class:`Record` of
     an image (anything may follow); results: ``{"out", "fused", "gate"}`` float32 tensors on
     ``device``, ``out`` and ``fused`` clamped to [0, 1] (what D and a saved image get), and the
     inputs as read, ``"lq"`` and ``"restored"`` (so callers need not decode them again).
+    ``load``: how an image file is read (:func:`vat.io.load_rgb`, or a :class:`vat.io.ImageCache`).
     """
     from vat.data.images import same_size_batches
     from vat.io import load_rgb
 
+    load = load or load_rgb
     by_id = {p[0].image_id: p for p in pairs}
     was = model.training
     model.eval()
     try:
         for group in same_size_batches([p[0] for p in pairs], batch):
             ps = [by_id[r.image_id] for r in group]
-            lq = torch.stack([to_tensor(load_rgb(p[0].path)) for p in ps]).to(device)
-            r = torch.stack([to_tensor(load_rgb(p[1].path)) for p in ps]).to(device)
+            lq = torch.stack([to_tensor(load(p[0].path)) for p in ps]).to(device)
+            r = torch.stack([to_tensor(load(p[1].path)) for p in ps]).to(device)
             with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
                 res = model.translate(lq, r)
             yield ps, {k: v.float().clamp(0, 1) for k, v in res.items()} | {"lq": lq, "restored": r}
