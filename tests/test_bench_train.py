@@ -70,8 +70,9 @@ def test_saved_for_backward_counts_each_storage_once_and_no_parameters():
         y = x * 2  # a constant factor saves nothing
         z = (y * y).sum()  # saves y twice: one storage
         u = (y[:2] * w).sum()  # saves a view of y (same storage) and w (a parameter)
+        v = (y[:1, :4] * w[:4]).sum()  # a slice of w: a view of a parameter, not counted
     assert saved.nbytes == 4 * 8 * 4
-    (z + u).backward()
+    (z + u + v).backward()
     with SavedForBackward(enabled=False) as off:
         (x * x).sum()
     assert off.nbytes == 0

@@ -67,8 +67,8 @@ class SavedForBackward:
     The part of a training step's peak memory that the forward leaves for the backward, and
     the part that checkpointing cuts; measured the same way on any device (on a GPU, the peak
     adds the weights, the optimizer state and the backward's transients). Each storage counts
-    once (views share it); parameters are not counted (they are held anyway), the bf16 copies
-    autocast makes of them are. Tensors saved inside a checkpointed region are not saved (the
+    once (views share it); parameters and their views are not counted (they are held anyway),
+    the bf16 copies autocast makes of them are. Tensors saved inside a checkpointed region are not saved (the
     checkpoint keeps its inputs, which are counted).
     """
 
@@ -82,7 +82,8 @@ class SavedForBackward:
         return sum(self._storages.values())
 
     def _pack(self, t: torch.Tensor) -> torch.Tensor:
-        if not isinstance(t, torch.nn.Parameter):
+        # a parameter or a view of one (GDFN's CPU path convolves with weight slices)
+        if not isinstance(t, torch.nn.Parameter) and not isinstance(t._base, torch.nn.Parameter):
             storage = t.untyped_storage()
             self._storages[(t.device, storage.data_ptr())] = storage.nbytes()
         return t
