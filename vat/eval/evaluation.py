@@ -59,14 +59,16 @@ def run_records(
     device: torch.device | str = "cpu",
     track: Callable[[Iterable, str, int | None], Iterable] | None = None,
     label: str = "detect",
+    load: Callable[[Path], np.ndarray] = load_rgb,
 ) -> list:
-    """``predict`` on each record's image, batching consecutive same-size images; results in order."""
+    """``predict`` on each record's image, batching consecutive same-size images; results in order.
+    ``load`` reads an image file (:func:`vat.io.load_rgb`, or a :class:`vat.io.ImageCache`)."""
     groups = list(same_size_batches(records, batch))
     if track is not None:
         groups = track(groups, label, len(groups))
     out = []
     for group in groups:
-        x = torch.stack([to_tensor(load_rgb(r.path)) for r in group]).to(device)  # (B, 3, H, W)
+        x = torch.stack([to_tensor(load(r.path)) for r in group]).to(device)  # (B, 3, H, W)
         out.append(predict(x))
     return out
 
@@ -79,9 +81,12 @@ def predict_records(
     iou: float = EVAL_IOU,
     device: torch.device | str = "cpu",
     track: Callable[[Iterable, str, int | None], Iterable] | None = None,
+    load: Callable[[Path], np.ndarray] = load_rgb,
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """D's detections on each record's image: (boxes (N, 4), scores (N,), classes (N,)) in order."""
-    batches = run_records(lambda x: detector.predict(x, conf=conf, iou=iou), records, batch, device, track)
+    batches = run_records(
+        lambda x: detector.predict(x, conf=conf, iou=iou), records, batch, device, track, load=load
+    )
     return [
         (d.boxes.cpu().numpy(), d.scores.cpu().numpy(), d.classes.cpu().numpy())
         for dets in batches

@@ -95,8 +95,8 @@ class _Scoring:
     niqe: object | None  # vat.eval.niqe.NiqeModel, or None
     degraded: Path  # the degraded manifest translators start from
     clean_pairs: bool  # the truth holds clean pictures (PSNR / SSIM) or is the degraded set itself
+    load: Callable  # reads the split's images: an ImageCache, each method reads the same ones
     tick: _Ticker | None = None  # the progress bar over methods x images
-    load: Callable = load_rgb  # reads the split's images: an ImageCache shared by the methods
 
 
 class _Ticker:
@@ -184,8 +184,8 @@ def _scoring(common, params, layout: Layout, device, niqe_from, clean_pairs) -> 
         niqe, note = None, "classification crops"
     else:
         niqe, note = _fit_niqe(truth if niqe_from is None else read_manifest(niqe_from), params)
-    ctx = _Scoring(common.task, model, truth, gt, params, dev, niqe, layout.degraded, clean_pairs)
-    ctx.load = ImageCache()  # each method reads the same images: decode them once
+    load = ImageCache()  # every method reads the same images: decoded once
+    ctx = _Scoring(common.task, model, truth, gt, params, dev, niqe, layout.degraded, clean_pairs, load)
     return ctx, note
 
 
@@ -249,14 +249,14 @@ def _grid(ctx: _Scoring, inputs: dict, path: Path, n: int = 4, last: str = "clea
             }
         else:
             recs = {r.image_id: r for r in read_manifest(spec).records if r.image_id in ids}
-            images = {i: load_rgb(recs[i].path) for i in ids}
+            images = {i: ctx.load(recs[i].path) for i in ids}
         columns.append((name.split(" D(")[0].split(",")[0], images))
     tiles = []
     for i in ids:
         for title, images in columns:
             det = ctx.model.predict(to_tensor(images[i])[None].to(dev), conf=0.25)[0]
             tiles.append(label_strip(draw_detections(images[i], det, classes), title))
-        tiles.append(label_strip(draw_boxes(load_rgb(gt[i].path), gt[i].boxes, classes), last))
+        tiles.append(label_strip(draw_boxes(ctx.load(gt[i].path), gt[i].boxes, classes), last))
     if tiles:
         save_png(grid(tiles, ncols=len(columns) + 1), path)  # images of other sizes are resized to the first
 
@@ -264,7 +264,7 @@ def _grid(ctx: _Scoring, inputs: dict, path: Path, n: int = 4, last: str = "clea
 def _score(ctx: _Scoring, recs, truth_recs) -> dict:
     """D's score on ``recs``' images against ``truth_recs`` (same order)."""
     if ctx.task == "classify":
-        images = np.stack([load_rgb(r.path) for r in recs])  # (N, H, W, 3)
+        images = np.stack([ctx.load(r.path) for r in recs])  # (N, H, W, 3)
         x = torch.as_tensor(images).permute(0, 3, 1, 2).float().div(255).to(ctx.dev)
         with torch.no_grad():
             probs = ctx.model.predict(x).probs.cpu().numpy()
@@ -272,7 +272,7 @@ def _score(ctx: _Scoring, recs, truth_recs) -> dict:
     from vat.eval.evaluation import predict_records
     from vat.eval.metrics import evaluate_detections
 
-    dets = predict_records(ctx.model, recs, device=ctx.dev, track=_ticking(ctx.tick))
+    dets = predict_records(ctx.model, recs, device=ctx.dev, track=_ticking(ctx.tick), load=ctx.load)
     truth = [t.boxes for t in truth_recs]
     r = evaluate_detections(truth, dets, ctx.truth.classes, 0.5, ctx.params.interpolation)
     return {"map50": round(r.map, 4), "ap50": {k: round(v, 4) for k, v in r.ap.items()}, "n_gt": r.n_gt}
