@@ -84,12 +84,12 @@ def headroom(work: Path) -> dict:
     return out
 
 
-def landscape() -> dict:
+def landscape(task: str) -> dict:
     from vat.data.manifest import read_manifest
     from vat.layout import MAIN
     from vat.train.inputs import load_inputs
 
-    inp = load_inputs("haze", 4, "last", MAIN, torch.device("cpu"))
+    inp = load_inputs(task, 4, "last", MAIN, torch.device("cpu"))
     truth = {r.image_id: r for r in read_manifest(MAIN.clean).records}
     sums = {a: {"pseudo": np.zeros(3), "truth": np.zeros(3), "truth_unlabelled": np.zeros(3)} for a in STEPS}
     n = m = 0
@@ -152,9 +152,11 @@ def main() -> None:
     from vat.config import load_common
     from vat.io import write_json, write_text
 
+    common = load_common(ROOT / "params.yaml")
+    if common.task == "classify":
+        raise SystemExit("scripts/headroom.py: detection runs only (common.task is classify)")
     with tempfile.TemporaryDirectory(prefix="vat-headroom-") as tmp:
-        res = {"seed": load_common(ROOT / "params.yaml").seed, "headroom": headroom(Path(tmp)),
-               "landscape": landscape()}  # fmt: skip
+        res = {"seed": common.seed, "headroom": headroom(Path(tmp)), "landscape": landscape(common.task)}
     write_json(res, OUT / "headroom.json")
     write_text(markdown(res), OUT / "headroom.md")
     print(markdown(res))
