@@ -1,8 +1,11 @@
 """How much a hand-made contrast stretch gains, and what the VaT objective says about it.
 
-    python scripts/headroom.py        # in a workspace after `dvc repro` -> reports/seeds/headroom.{json,md}
+    python scripts/headroom.py                        # this workspace's run (after `dvc repro`)
+    python scripts/headroom.py --run .seeds/seed-1    # a seed copy of scripts/seeds.py, added beside it
 
-Two measurements on the workspace's own run (its D, restorer outputs, pseudo-labels, VaT):
+Writes reports/seeds/headroom.json (one entry per seed measured; a seed measured again is
+replaced) and headroom.md (each seed and their mean). Two measurements on a finished run (its
+D, restorer outputs, pseudo-labels and VaT):
 
 1. **Headroom.** D's mAP@0.5 on val and test for the restorer's output R(I_LQ), VaT, and two
    hand-made rows without any training: R(I_LQ) and I_LQ with each channel stretched so its 1st
@@ -30,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 OUT = ROOT / "reports" / "seeds"
 LO, HI = 0.01, 0.99  # the stretch's percentiles
 STEPS = (0.0, 0.5, 1.0)
+ROWS = ("Baseline D(R(I_LQ))", "VaT D(T_A(I_F))", "D(stretch(R(I_LQ)))", "D(stretch(I_LQ))")
 
 
 def stretch(x: torch.Tensor, a: float = 1.0) -> torch.Tensor:
@@ -63,20 +67,21 @@ def stretched_manifest(src: Path, dest: Path, splits: tuple[str, ...]) -> Path:
     return dest / "manifest.parquet"
 
 
-def headroom(work: Path) -> dict:
+def headroom(params_file: Path, work: Path) -> dict:
     from vat.config import load_common, load_section
     from vat.eval.scoring import EvaluateParams, evaluate
     from vat.layout import MAIN
 
-    common = load_common(ROOT / "params.yaml")
-    params = replace(load_section(EvaluateParams, "evaluate", ROOT / "params.yaml"), niqe_patch=None)
+    common = load_common(params_file)
+    params = replace(load_section(EvaluateParams, "evaluate", params_file), niqe_patch=None)
     splits = ("val", "test")
-    rows = {
-        "Baseline D(R(I_LQ))": MAIN.restored,
-        "VaT D(T_A(I_F))": (MAIN.translator("train"), MAIN.restored),
-        "D(stretch(R(I_LQ)))": stretched_manifest(MAIN.restored, work / "restored", splits),
-        "D(stretch(I_LQ))": stretched_manifest(MAIN.degraded, work / "degraded", splits),
-    }
+    images = (
+        MAIN.restored,
+        (MAIN.translator("train"), MAIN.restored),
+        stretched_manifest(MAIN.restored, work / "restored", splits),
+        stretched_manifest(MAIN.degraded, work / "degraded", splits),
+    )
+    rows = dict(zip(ROWS, images, strict=True))
     out: dict = {}
     for split in splits:
         res = evaluate(common, replace(params, split=split), rows, MAIN, work / "eval" / split, device="cpu")
@@ -124,42 +129,70 @@ def landscape(task: str) -> dict:
     }
 
 
-def markdown(res: dict) -> str:
-    h = res["headroom"]
+def _cells(values: list[float], fmt: str = ".2f") -> str:
+    """Per-seed values and, with several, their mean: ``a / b / c (mean m)``."""
+    text = " / ".join(f"{v:{fmt}}" for v in values)
+    return text if len(values) == 1 else f"{text} (mean {sum(values) / len(values):{fmt}})"
+
+
+def markdown(runs: dict[str, dict]) -> str:
+    """``runs``: seed -> one run's result (:func:`headroom` and :func:`landscape`)."""
+    seeds = sorted(runs, key=int)
+    rs = [runs[k] for k in seeds]
     lines = ["# Headroom: a hand-made stretch against the restorer and VaT", "",
-             "`python scripts/headroom.py` on this workspace's run (seed "
-             f"{res['seed']}). mAP@0.5, points; the stretch maps each channel's 1st..99th "
-             "percentile to 0..1, per image, no training. Nothing is selected on these numbers.", "",
+             f"`python scripts/headroom.py` (seeds {', '.join(seeds)}; each cell per seed, then the mean). "
+             "mAP@0.5, points; the stretch maps each channel's 1st..99th percentile to 0..1, per image, "
+             "no training. Nothing is selected on these numbers.", "",
              "| row | val | test |", "|---|---|---|"]  # fmt: skip
-    for k in h["val"]:
-        lines.append(f"| {k} | {h['val'][k]:.2f} | {h['test'][k]:.2f} |")
-    ls = res["landscape"]
+    for k in ROWS:
+        val, test = ([r["headroom"][split][k] for r in rs] for split in ("val", "test"))
+        lines.append(f"| {k} | {_cells(val)} | {_cells(test)} |")
+    n, m = ([r["landscape"][k] for r in rs] for k in ("images", "unlabelled_images"))
     lines += ["", "D's loss on R(I_LQ) blended with its stretch, `(1 - a) R + a stretch(R)`, over the "
-              f"degraded training images: the {ls['images']} with a kept pseudo-box (what the mix term "
-              f"trains on) and the {ls['unlabelled_images']} without (left out of it); mean gained box / "
-              "cls / DFL terms:", "",
+              f"degraded training images: those with a kept pseudo-box (what the mix term trains on; "
+              f"{' / '.join(map(str, n))} per seed) and those without (left out of it; "
+              f"{' / '.join(map(str, m))}); gained box / cls / DFL terms, each the mean over the seeds "
+              "of the per-image means:", "",
               "| a | with a box: against the pseudo-labels | with a box: against the truth "
               "| without: against the truth |", "|---|---|---|---|"]  # fmt: skip
-    for a, d in ls["loss"].items():
-        p, t, u = (" / ".join(f"{v:.3f}" for v in d[k]) for k in ("pseudo", "truth", "truth_unlabelled"))
-        lines.append(f"| {a} | {p} | {t} | {u} |")
+    for a in rs[0]["landscape"]["loss"]:
+        cells = []
+        for key in ("pseudo", "truth", "truth_unlabelled"):
+            terms = np.mean([r["landscape"]["loss"][a][key] for r in rs], axis=0)
+            cells.append(" / ".join(f"{v:.3f}" for v in terms))
+        lines.append(f"| {a} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
+    import argparse
+    import json
+    import os
     import tempfile
 
     from vat.config import load_common
     from vat.io import write_json, write_text
 
-    common = load_common(ROOT / "params.yaml")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--run", type=Path, default=ROOT, help="the finished run's workspace (default: this one)")
+    args = ap.parse_args()
+    run = args.run.resolve()
+    common = load_common(run / "params.yaml")
     if common.task == "classify":
         raise SystemExit("scripts/headroom.py: detection runs only (common.task is classify)")
-    with tempfile.TemporaryDirectory(prefix="vat-headroom-") as tmp:
-        res = {"seed": common.seed, "headroom": headroom(Path(tmp)), "landscape": landscape(common.task)}
-    write_json(res, OUT / "headroom.json")
-    write_text(markdown(res), OUT / "headroom.md")
-    print(markdown(res))
+    here = Path.cwd()
+    os.chdir(run)  # the layout's paths are relative to the run's workspace
+    try:
+        with tempfile.TemporaryDirectory(prefix="vat-headroom-") as tmp:
+            res = {"headroom": headroom(run / "params.yaml", Path(tmp)), "landscape": landscape(common.task)}
+    finally:
+        os.chdir(here)
+    path = OUT / "headroom.json"
+    runs = json.loads(path.read_text())["seeds"] if path.is_file() else {}
+    runs[str(common.seed)] = res
+    write_json({"seeds": runs}, path)
+    write_text(markdown(runs), OUT / "headroom.md")
+    print(markdown(runs))
 
 
 if __name__ == "__main__":

@@ -38,20 +38,17 @@ def test_stretch_maps_each_channels_percentiles_to_the_ends(mod):
     assert torch.allclose(half, (x + s) / 2, atol=1e-6)
 
 
-def test_markdown_lists_every_row_and_blend_step(mod):
-    res = {
-        "seed": 3,
-        "headroom": {"val": {"A": 1.0, "B": 2.5}, "test": {"A": 3.0, "B": 4.25}},
-        "landscape": {
-            "images": 5,
-            "unlabelled_images": 7,
-            "loss": {
-                str(a): {k: [a, 2 * a, 3 * a] for k in ("pseudo", "truth", "truth_unlabelled")}
-                for a in mod.STEPS
-            },
-        },
-    }
-    text = mod.markdown(res)
-    assert "(seed 3)" in text and "| B | 2.50 | 4.25 |" in text
-    assert "the 5 with a kept pseudo-box" in text and "the 7 without" in text
-    assert "| 1.0 | 1.000 / 2.000 / 3.000 | 1.000 / 2.000 / 3.000 | 1.000 / 2.000 / 3.000 |" in text
+def test_markdown_gives_each_seed_and_the_mean(mod):
+    def run(k: float, n: int) -> dict:
+        scores = {split: {row: k * (i + 1) for i, row in enumerate(mod.ROWS)} for split in ("val", "test")}
+        keys = ("pseudo", "truth", "truth_unlabelled")
+        loss = {str(a): {key: [k * a, 2 * k * a, 3 * k * a] for key in keys} for a in mod.STEPS}
+        return {"headroom": scores, "landscape": {"images": n, "unlabelled_images": 10 - n, "loss": loss}}
+
+    one = mod.markdown({"3": run(1.0, 4)})
+    assert "(seeds 3;" in one and f"| {mod.ROWS[1]} | 2.00 | 2.00 |" in one and "(mean" not in one
+    text = mod.markdown({"10": run(3.0, 6), "2": run(1.0, 4)})  # seeds in numeric order
+    assert "(seeds 2, 10;" in text
+    assert f"| {mod.ROWS[3]} | 4.00 / 12.00 (mean 8.00) | 4.00 / 12.00 (mean 8.00) |" in text
+    assert "4 / 6 per seed" in text and "(left out of it; 6 / 4)" in text
+    assert "| 1.0 | 2.000 / 4.000 / 6.000 | 2.000 / 4.000 / 6.000 | 2.000 / 4.000 / 6.000 |" in text
