@@ -95,6 +95,12 @@ def landscape(task: str) -> dict:
     from vat.train.inputs import load_inputs
 
     inp = load_inputs(task, 4, "last", MAIN, torch.device("cpu"))
+    names = list(inp.detector.names)
+    if names != list(inp.classes):  # the true boxes are in the task's classes
+        raise SystemExit(
+            f"scripts/headroom.py: D's classes ({len(names)}: {', '.join(names[:5])}, ...) are not the "
+            f"task's ({', '.join(inp.classes)}); the loss against the true boxes needs them equal"
+        )
     truth = {r.image_id: r for r in read_manifest(MAIN.clean).records}
     sums = {a: {"pseudo": np.zeros(3), "truth": np.zeros(3), "truth_unlabelled": np.zeros(3)} for a in STEPS}
     n = m = 0
