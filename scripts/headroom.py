@@ -49,6 +49,7 @@ def stretch(x: torch.Tensor, a: float = 1.0) -> torch.Tensor:
 
 def stretched_manifest(src: Path, dest: Path, splits: tuple[str, ...]) -> Path:
     """The rows of ``src`` in ``splits`` with their images stretched, written under ``dest``."""
+    from vat.data.images import to_tensor
     from vat.data.manifest import Manifest, read_manifest, write_manifest
     from vat.io import load_rgb, save_png
 
@@ -58,7 +59,8 @@ def stretched_manifest(src: Path, dest: Path, splits: tuple[str, ...]) -> Path:
     for r in m.records:
         if r.split not in splits:
             continue
-        x = torch.from_numpy(load_rgb(r.path).copy()).permute(2, 0, 1)[None].float() / 255
+        x = to_tensor(load_rgb(r.path))[None]
+        # rounded half to even, as headroom.json was made (vat.data.images.to_image rounds half up)
         y = (stretch(x)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
         path = dest / f"{r.image_id}.png"
         save_png(y, path)
